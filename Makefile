@@ -1,0 +1,35 @@
+# vdpa-lab. Two commands do everything on a fresh Debian machine (as root):
+#   make datapath   bring up the default (emulated) lab, run `pytest -m datapath --lab lab.toml`, write reports/
+#   make test       the self-tests, then the lab suites on both emulated labs
+SHELL := /bin/bash
+PYTEST := scripts/pytest-expecting-tests
+LAB ?= lab.toml
+
+.PHONY: setup datapath test selftest lab-tests qemu-tests bench-suite lint clean-state
+
+setup:
+	@scripts/setup.sh
+
+datapath: setup
+	$(PYTEST) -m datapath --lab $(LAB)
+
+selftest: setup
+	$(PYTEST) selftest
+
+lab-tests: setup
+	$(PYTEST) -m "bringup or datapath" --lab lab.toml
+
+qemu-tests: setup
+	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml
+
+test: setup
+	.venv/bin/ruff check .
+	$(PYTEST) selftest
+	$(PYTEST) -m "bringup or datapath" --lab lab.toml
+	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi
+
+bench-suite: setup
+	.venv/bin/python -m benchmarks.suite
+
+lint: setup
+	.venv/bin/ruff check .

@@ -1,0 +1,473 @@
+"""lab.toml -> frozen, validated models (the way DPDK's DTS loads its config).
+
+A lab file describes one host, its NIC ports, the seed's layers and the two
+guests. ``load_lab`` turns every problem into one ``LabConfigError`` line
+naming the file, the key path and the problem; nothing here prints a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from vdpalab.errors import LabConfigError
+
+_PCI_RE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")
+_VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}$")
+_SIZE_RE = re.compile(r"^(\d+)\s*([KMG])i?B?$", re.IGNORECASE)
+
+
+def _pci(value: str) -> str:
+    if not _PCI_RE.match(value):
+        raise ValueError(f"{value!r} is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:07:00.0)")
+    return value.lower()
+
+
+def _mac(value: str) -> str:
+    if not _MAC_RE.match(value):
+        raise ValueError(f"{value!r} is not a MAC address (expected xx:xx:xx:xx:xx:xx)")
+    return value.lower()
+
+
+def _ipv4_interface(value: str) -> str:
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 interface (expected ADDRESS/PREFIX, e.g. 192.168.30.153/24)")
+    if "/" not in value:
+        raise ValueError(f"{value!r} is not an IPv4 interface (the /PREFIX is missing)")
+    return str(iface)
+
+
+def _ifname(value: str) -> str:
+    if not _IFNAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a network interface name (1-15 characters, no '/', ':' or spaces)")
+    return value
+
+
+def _version(value: str) -> str:
+    if not _VERSION_RE.match(value):
+        raise ValueError(f"{value!r} is not a version (expected numbers with dots, e.g. 5.11)")
+    return value
+
+
+PciAddress = Annotated[str, AfterValidator(_pci)]
+MacAddress = Annotated[str, AfterValidator(_mac)]
+IPv4Iface = Annotated[str, AfterValidator(_ipv4_interface)]
+IfName = Annotated[str, AfterValidator(_ifname)]
+Version = Annotated[str, AfterValidator(_version)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class Model(BaseModel):
+    """Frozen, strict about unknown keys: a typo in lab.toml is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabInfo(Model):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,23}$")]
+    kind: Literal["hardware", "emulated"]
+    description: str = ""
+
+
+class SSHSettings(Model):
+    """How to reach a machine. ``netns`` opens the TCP socket inside a network namespace (emulated labs)."""
+
+    address: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: str = "root"
+    key_file: str | None = None
+    password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    proxy_command: str | None = None
+    netns: str | None = None
+    host_key_policy: Literal["strict", "accept-new", "ignore"] = "strict"
+    known_hosts: str | None = None
+    connect_timeout_s: PositiveFloat = 10.0
+    command_timeout_s: PositiveFloat = 120.0
+    keepalive_s: Annotated[float, Field(ge=0)] = 15.0
+
+
+class HostSettings(SSHSettings):
+    """The lab host (the seed's c83g155). ``address = "local"`` runs commands without SSH."""
+
+    name: str = "host"
+    sudo: bool = False
+    allow_management_pf: bool = False
+
+
+class KernelSettings(Model):
+    min_version: Version = "5.7"
+    required_cmdline: list[str] = Field(default_factory=list)
+
+
+class HugepagesSettings(Model):
+    size: Literal["2M", "1G"] = "1G"
+    count: Annotated[int, Field(ge=0)] = 0
+    mount: str = "/dev/hugepages"
+    reserve_at_runtime: bool = False
+    private_mount: bool = False
+
+    @property
+    def size_kb(self) -> int:
+        return 2048 if self.size == "2M" else 1048576
+
+
+class PFSettings(Model):
+    """One physical function (a NIC port), with its VFs and their representors."""
+
+    name: IfName
+    pci: PciAddress | None = None  # None only in emulated labs, where the "PF" is a veth
+    num_vfs: Annotated[int, Field(ge=0, le=256)] = 0
+    vf_macs: list[MacAddress] = Field(default_factory=list)
+    vf_pcis: list[PciAddress] = Field(default_factory=list)
+    vf_netdevs: list[IfName] = Field(default_factory=list)
+    representors: list[IfName] = Field(default_factory=list)
+    switchdev: bool = False
+
+
+class VdpaDevice(Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    vf_pci: PciAddress
+    mac: MacAddress | None = None
+    chardev: str | None = None  # /dev/vhost-vdpa-N, derived when absent
+
+
+class VdpaSettings(Model):
+    enabled: bool = True
+    bus_driver: Literal["vhost_vdpa", "virtio_vdpa"] = "vhost_vdpa"
+    create: Literal["auto", "vdpa-dev-add"] = "auto"
+    devices: list[VdpaDevice] = Field(default_factory=list)
+
+
+class OvsSettings(Model):
+    """Open vSwitch settings: the seed's other_config keys plus anything extra."""
+
+    dpdk: bool = False
+    hw_offload: bool = False
+    tc_policy: Literal["none", "skip_sw", "skip_hw"] | None = None
+    socket_mem: Annotated[str, Field(pattern=r"^\d+(,\d+)*$")] | None = None
+    vhost_iommu_support: bool | None = None
+    dpdk_devargs: list[str] = Field(default_factory=list)
+    dpdk_extra_args: list[str] = Field(default_factory=list)
+    dpdk_allow_flag: Literal["auto", "-a", "-w"] = "auto"
+    other_config: dict[str, str] = Field(default_factory=dict)
+    restart_command: str | None = None
+    vswitchd_binary: str | None = None
+
+
+class PortSettings(Model):
+    name: IfName
+    type: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class BridgeSettings(Model):
+    name: IfName
+    datapath_type: Literal["netdev", "system"] = "netdev"
+    uplink: PortSettings
+    representors: list[PortSettings] = Field(default_factory=list)
+
+    @property
+    def ports(self) -> list[PortSettings]:
+        return [self.uplink, *self.representors]
+
+
+class GuestSettings(Model):
+    """One guest (the seed's c77g153 / c77g159), whatever runs it."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")]
+    kind: Literal["qemu", "libvirt", "netns"]
+    image: str | None = None
+    memory_mib: Annotated[int, Field(ge=64)] = 8192
+    vcpus: Annotated[int, Field(ge=1)] = 1
+    vdpa_device: str | None = None
+    vhost_user_socket: str | None = None
+    representor: IfName | None = None
+    interface: IfName = "eth0"
+    mac: MacAddress
+    ip: IPv4Iface
+    mtu: Annotated[int, Field(ge=68, le=9216)] = 1500
+    qemu_binary: str = "qemu-system-x86_64"
+    accel: Literal["kvm", "tcg"] = "kvm"
+    cpu: str = "host"
+    device_options: list[str] = Field(default_factory=lambda: ["page-per-vq=on", "iommu_platform=on", "disable-legacy=on"])
+    extra_qemu_args: list[str] = Field(default_factory=list)
+    boot_timeout_s: PositiveFloat = 180.0
+    ssh: SSHSettings
+
+    @property
+    def address(self) -> str:
+        return self.ip.split("/")[0]
+
+
+class PingProfile(Model):
+    count: Annotated[int, Field(ge=1)] = 20000
+    deadline_s: PositiveFloat = 60.0
+    flood: bool = True
+    interval_s: PositiveFloat | None = None
+    payload_sizes: list[Annotated[int, Field(ge=0, le=65507)]] = Field(default_factory=lambda: [56])
+    symmetry_count: Annotated[int, Field(ge=1)] = 2000
+
+
+class Iperf3Profile(Model):
+    duration_s: PositiveFloat = 5.0
+    omit_s: Annotated[float, Field(ge=0)] = 1.0
+    streams: list[Annotated[int, Field(ge=1, le=128)]] = Field(default_factory=lambda: [1, 4])
+    reverse: bool = True
+    udp_rate: Annotated[str, Field(pattern=r"^\d+(\.\d+)?[KMG]?$")] = "100M"
+    udp_length: Annotated[int, Field(ge=64, le=65507)] = 1400
+    symmetry_udp_rate: Annotated[str, Field(pattern=r"^\d+(\.\d+)?[KMG]?$")] = "20M"
+    symmetry_duration_s: PositiveFloat = 2.0
+    timeout_s: PositiveFloat = 60.0
+    binary: str = "iperf3"
+
+
+class TrafficSettings(Model):
+    ping: PingProfile = Field(default_factory=PingProfile)
+    iperf3: Iperf3Profile = Field(default_factory=Iperf3Profile)
+
+
+class Thresholds(Model):
+    ping_loss_pct_max: Annotated[float, Field(ge=0, le=100)] = 0.0
+    ping_rtt_avg_ms_max: PositiveFloat = 1.0
+    ping_rtt_max_ms_max: PositiveFloat = 50.0
+    tcp_throughput_gbps_min: Annotated[float, Field(ge=0)] = 0.1
+    udp_loss_pct_max: Annotated[float, Field(ge=0, le=100)] = 1.0
+
+
+class ReportSettings(Model):
+    dir: str = "reports"
+    history_url: str = "sqlite:///reports/history.sqlite"
+
+
+class EmulatedSettings(Model):
+    """How the emulated lab builds the parts a real host already has (namespaces, cables, daemons)."""
+
+    flavour: Literal["netns", "qemu"] = "netns"
+    prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,11}$")] = "vdpalab"
+    state_dir: str = ".state"
+    host_netns: str | None = None
+
+
+class Lab(Model):
+    """A whole lab file. Cross-field checks run after the fields are valid."""
+
+    lab: LabInfo
+    host: HostSettings
+    kernel: KernelSettings = Field(default_factory=KernelSettings)
+    hugepages: HugepagesSettings = Field(default_factory=HugepagesSettings)
+    pf: list[PFSettings] = Field(default_factory=list)
+    vdpa: VdpaSettings = Field(default_factory=VdpaSettings)
+    ovs: OvsSettings = Field(default_factory=OvsSettings)
+    bridge: list[BridgeSettings] = Field(default_factory=list)
+    guest: list[GuestSettings] = Field(default_factory=list)
+    traffic: TrafficSettings = Field(default_factory=TrafficSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
+    emulated: EmulatedSettings | None = None
+    source: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Lab:
+        problems = cross_field_problems(self)
+        if problems:
+            key, problem = problems[0]
+            raise CrossFieldProblem(key, problem)
+        return self
+
+    # --- convenience lookups used by layers and tests ---
+    def pf_by_name(self, name: str) -> PFSettings | None:
+        return next((pf for pf in self.pf if pf.name == name), None)
+
+    def guest_by_name(self, name: str) -> GuestSettings | None:
+        return next((g for g in self.guest if g.name == name), None)
+
+    @property
+    def representor_names(self) -> set[str]:
+        return {rep for pf in self.pf for rep in pf.representors}
+
+    def resolve(self, path: str | None) -> Path | None:
+        """Paths in a lab file are relative to the file's directory."""
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        if p.is_absolute() or not self.source:
+            return p
+        return Path(self.source).parent / p
+
+
+class CrossFieldProblem(Exception):
+    """Raised from the model validator; not a ValueError so pydantic passes it through unchanged."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
+    """Checks that need more than one field; each has its own message."""
+    problems: list[tuple[str, str]] = []
+    pf_names = [pf.name for pf in lab.pf]
+    known_ports = set(pf_names) | lab.representor_names
+    for i, name in enumerate(pf_names):
+        if name in pf_names[:i]:
+            problems.append((f"pf[{i}].name", f"PF {name!r} is declared twice"))
+    for i, pf in enumerate(lab.pf):
+        if len(pf.vf_macs) > pf.num_vfs:
+            problems.append(
+                (f"pf[{i}].vf_macs", f"{len(pf.vf_macs)} VF MACs given but num_vfs is {pf.num_vfs}")
+            )
+        if len(pf.vf_pcis) > pf.num_vfs:
+            problems.append((f"pf[{i}].vf_pcis", f"{len(pf.vf_pcis)} VF PCI addresses given but num_vfs is {pf.num_vfs}"))
+        if len(pf.representors) > max(pf.num_vfs, 0) and lab.lab.kind == "hardware":
+            problems.append(
+                (f"pf[{i}].representors", f"{len(pf.representors)} representors given but num_vfs is {pf.num_vfs}")
+            )
+    if lab.lab.kind == "hardware":
+        for i, pf in enumerate(lab.pf):
+            if pf.pci is None:
+                problems.append((f"pf[{i}].pci", "a hardware PF needs its PCI address (see `ethtool -i`)"))
+    for b, bridge in enumerate(lab.bridge):
+        if bridge.uplink.name not in known_ports:
+            problems.append(
+                (f"bridge[{b}].uplink.name", f"port {bridge.uplink.name!r} is not a declared PF or representor")
+            )
+        for r, port in enumerate(bridge.representors):
+            if port.name not in known_ports:
+                problems.append(
+                    (f"bridge[{b}].representors[{r}].name", f"port {port.name!r} is not a declared PF or representor")
+                )
+    bridge_names = [br.name for br in lab.bridge]
+    for b, name in enumerate(bridge_names):
+        if name in bridge_names[:b]:
+            problems.append((f"bridge[{b}].name", f"bridge {name!r} is declared twice"))
+    seen_dev: dict[str, str] = {}
+    for d, dev in enumerate(lab.vdpa.devices):
+        if dev.name in seen_dev:
+            problems.append((f"vdpa.devices[{d}].name", f"vdpa device {dev.name!r} is declared twice"))
+        seen_dev[dev.name] = dev.vf_pci
+    vf_pcis = [dev.vf_pci for dev in lab.vdpa.devices]
+    for d, pci in enumerate(vf_pcis):
+        if pci in vf_pcis[:d]:
+            problems.append((f"vdpa.devices[{d}].vf_pci", f"VF {pci} backs two vdpa devices"))
+    guest_devices: dict[str, int] = {}
+    guest_ips: dict[str, int] = {}
+    guest_names: dict[str, int] = {}
+    for g, guest in enumerate(lab.guest):
+        if guest.name in guest_names:
+            problems.append((f"guest[{g}].name", f"guest name {guest.name!r} is also used by guest[{guest_names[guest.name]}]"))
+        guest_names.setdefault(guest.name, g)
+        if guest.vdpa_device:
+            if guest.vdpa_device in guest_devices:
+                problems.append(
+                    (
+                        f"guest[{g}].vdpa_device",
+                        f"vdpa device {guest.vdpa_device!r} is already used by guest[{guest_devices[guest.vdpa_device]}]",
+                    )
+                )
+            guest_devices.setdefault(guest.vdpa_device, g)
+        if guest.address in guest_ips:
+            problems.append((f"guest[{g}].ip", f"IP {guest.address} is also used by guest[{guest_ips[guest.address]}]"))
+        guest_ips.setdefault(guest.address, g)
+        if guest.kind in ("qemu", "libvirt") and not (guest.vdpa_device or guest.vhost_user_socket):
+            problems.append((f"guest[{g}].vdpa_device", f"a {guest.kind} guest needs vdpa_device or vhost_user_socket"))
+        if guest.representor and guest.representor not in lab.representor_names:
+            problems.append((f"guest[{g}].representor", f"{guest.representor!r} is not a declared representor"))
+    if lab.lab.kind == "emulated" and lab.emulated is None:
+        problems.append(("emulated", "an emulated lab needs an [emulated] table"))
+    if lab.lab.kind == "hardware" and lab.emulated is not None:
+        problems.append(("emulated", "a hardware lab must not have an [emulated] table"))
+    if lab.hugepages.count and lab.ovs.socket_mem:
+        need_mb = sum(int(x) for x in lab.ovs.socket_mem.split(","))
+        have_mb = lab.hugepages.count * lab.hugepages.size_kb // 1024
+        if need_mb > have_mb:
+            problems.append(
+                ("ovs.socket_mem", f"dpdk-socket-mem asks for {need_mb} MiB but hugepages give only {have_mb} MiB")
+            )
+    return problems
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.startswith("function-after"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _format_pydantic_error(err: dict[str, Any]) -> tuple[str, str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
+    key = _format_loc(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return key, "unknown key (not part of the lab schema; check the spelling)"
+    if kind == "missing":
+        return key, "required key is missing"
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind in ("literal_error", "enum"):
+        return key, f"{err.get('input')!r} is not allowed: {msg[0].lower()}{msg[1:]}"
+    if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], dict | list):
+        return key, f"{msg[0].lower()}{msg[1:]} (got {err['input']!r})"
+    return key, msg
+
+
+def parse_lab(data: dict[str, Any], source: str = "<lab>", display: str | None = None) -> Lab:
+    """Validate an already-parsed TOML document; errors name ``display`` (the path as the user gave it)."""
+    shown = display or source
+    try:
+        return Lab.model_validate({**data, "source": source})
+    except CrossFieldProblem as problem:
+        raise LabConfigError(shown, problem.key, problem.problem)
+    except ValidationError as exc:
+        errors = exc.errors()
+        key, problem = _format_pydantic_error(dict(errors[0]))
+        more = len(errors) - 1
+        if more:
+            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise LabConfigError(shown, key, problem)
+
+
+def load_lab(path: str | Path) -> Lab:
+    """Read and validate a lab file; every failure is one LabConfigError line."""
+    shown = str(path)
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise LabConfigError(shown, "", "file not found")
+    except OSError as exc:
+        raise LabConfigError(shown, "", f"cannot read: {exc.strerror}")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LabConfigError(shown, "", "not UTF-8 text")
+    except tomllib.TOMLDecodeError as exc:
+        raise LabConfigError(shown, "", f"not valid TOML: {exc}")
+    placeholder = data.get("placeholder")
+    if placeholder:
+        raise LabConfigError(shown, "placeholder", str(placeholder))
+    if "source" in data:
+        raise LabConfigError(shown, "source", "unknown key (not part of the lab schema; check the spelling)")
+    return parse_lab(data, source=str(p.resolve()), display=shown)

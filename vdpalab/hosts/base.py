@@ -1,0 +1,197 @@
+"""The one Host interface every backend implements (testinfra's backend split).
+
+Layers, tests and the emulated lab only ever see ``Host``; whether the command
+runs locally, over SSH or against a recorded script is the backend's business.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
+
+Command = str | Sequence[str]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command did: enough to judge it and to show it in a report."""
+
+    host: str
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+    started: float
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a host's command log, with secrets already redacted."""
+
+    host: str
+    command: str
+    rc: int | None
+    started: float
+    duration: float
+    outcome: str  # "ok", "failed", "timeout", "unreachable", "scripted"
+
+
+def to_shell(cmd: Command) -> str:
+    """A list is quoted argument by argument; a string is taken as shell text."""
+    if isinstance(cmd, str):
+        return cmd
+    return shlex.join([str(part) for part in cmd])
+
+
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(password|passwd|secret|token)(\s*[=:]\s*|\s+)(\S+)"),
+]
+
+
+class CommandHistory:
+    """Thread-safe log of what ran on a host, for reports and failure diagnostics."""
+
+    def __init__(self, limit: int = 5000) -> None:
+        self._entries: list[HistoryEntry] = []
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._secrets: set[str] = set()
+
+    def add_secret(self, secret: str) -> None:
+        if secret:
+            self._secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        for pattern in _SECRET_PATTERNS:
+            text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+        return text
+
+    def append(self, host: str, command: str, rc: int | None, started: float, duration: float, outcome: str) -> None:
+        entry = HistoryEntry(host, self.redact(command), rc, started, duration, outcome)
+        with self._lock:
+            self._entries.append(entry)
+            if len(self._entries) > self._limit:
+                del self._entries[: len(self._entries) - self._limit]
+
+    def entries(self, since: float | None = None) -> list[HistoryEntry]:
+        with self._lock:
+            if since is None:
+                return list(self._entries)
+            return [e for e in self._entries if e.started >= since]
+
+
+@dataclass
+class HostInfo:
+    """Static description used in messages and reports."""
+
+    name: str
+    address: str = "localhost"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, CommandTimeout):
+        return "timeout"
+    if isinstance(exc, HostUnreachable):
+        return "unreachable"
+    return type(exc).__name__
+
+
+class Host(ABC):
+    """Run commands and move files on one machine.
+
+    ``run`` returns a ``CommandResult``; it raises ``HostUnreachable`` when the
+    transport fails, ``CommandTimeout`` when the command outlives ``timeout``
+    (after killing it), and ``CommandFailed`` only when ``check=True``.
+    """
+
+    name: str
+    default_timeout: float = 60.0
+    sudo_all: bool = False
+
+    def __init__(self, name: str, default_timeout: float = 60.0, sudo: bool = False) -> None:
+        self.name = name
+        self.default_timeout = default_timeout
+        self.sudo_all = sudo  # every command as if run(sudo=True)
+        self.history = CommandHistory()
+
+    def run(
+        self,
+        cmd: Command,
+        *,
+        timeout: float | None = None,
+        check: bool = False,
+        sudo: bool = False,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> CommandResult:
+        command = to_shell(cmd)
+        if env:
+            command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + command
+        if (sudo or self.sudo_all) and self.needs_sudo():
+            command = "sudo -n sh -c " + shlex.quote(command)
+        limit = self.default_timeout if timeout is None else timeout
+        started = time.time()
+        try:
+            result = self._run(command, limit, stdin)
+        except Exception as exc:  # record every outcome, then re-raise
+            self.history.append(self.name, command, None, started, time.time() - started, _outcome(exc))
+            raise
+        self.history.append(self.name, command, result.rc, started, result.duration, "ok" if result.ok else "failed")
+        if check and not result.ok:
+            # the message ends up in logs and reports: never with a secret in it
+            raise CommandFailed(replace(result, command=self.shown(result.command)))
+        return result
+
+    def shown(self, command: str) -> str:
+        """The command as it may appear in a message or a log (secrets redacted)."""
+        return self.history.redact(command)
+
+    def check(self, cmd: Command, **kwargs: object) -> CommandResult:
+        """``run(..., check=True)``: for commands whose failure is an error."""
+        return self.run(cmd, check=True, **kwargs)  # type: ignore[arg-type]
+
+    def needs_sudo(self) -> bool:
+        """Backends that log in as root return False so ``sudo=True`` costs nothing."""
+        return False
+
+    @abstractmethod
+    def _run(self, command: str, timeout: float, stdin: str | None) -> CommandResult:
+        """Run shell text; never raise CommandFailed (``run`` does that)."""
+
+    @abstractmethod
+    def put(self, local_path: str, remote_path: str, mode: int | None = None) -> None:
+        """Copy a local file to the host."""
+
+    @abstractmethod
+    def get(self, remote_path: str, local_path: str) -> None:
+        """Copy a file from the host to a local path."""
+
+    def read_text(self, remote_path: str, timeout: float | None = None) -> str:
+        return self.run(["cat", remote_path], timeout=timeout, check=True).stdout
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

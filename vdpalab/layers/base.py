@@ -1,0 +1,200 @@
+"""The bring-up layer contract: probe, plan, up, verify, down (LNST config/deconfig, labgrid states).
+
+A layer reads the host's current state (``probe``), says exactly which commands
+it would run (``plan``), runs them only when needed (``up`` is idempotent), proves
+the outcome (``verify``) and restores exactly what it changed from a journal of
+the state before (``down``). Layers never retry: a broken layer is reported once,
+and everything that depends on it is skipped with that reason (labgrid #1681).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vdpalab.config import Lab
+from vdpalab.hosts.base import Host
+
+
+class LayerStatus(str, Enum):
+    """Where a layer stands after bring-up."""
+
+    PENDING = "pending"
+    UP = "up"  # up ran (or found it already up) and verify passed
+    BROKEN = "broken"  # up or verify failed: dependants skip with the reason
+    NOT_APPLICABLE = "not-applicable"  # cannot exist in this lab (e.g. no devlink eswitch in the emulated lab)
+    DOWN = "down"
+
+
+@dataclass(frozen=True)
+class PlannedCommand:
+    """One command a layer would run, on which host, and why (for `vdpalab plan`)."""
+
+    host: str
+    command: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What verify relied on: the outputs an engineer would otherwise read by eye."""
+
+    ok: bool
+    summary: str
+    details: tuple[str, ...] = ()
+
+
+@dataclass
+class LayerOutcome:
+    """The recorded result of one layer's bring-up, shared with every test that depends on it."""
+
+    layer: str
+    status: LayerStatus = LayerStatus.PENDING
+    reason: str = ""
+    changed: bool = False
+    commands_run: list[str] = field(default_factory=list)
+    evidence: Evidence | None = None
+    duration_s: float = 0.0
+
+    @property
+    def skip_reason(self) -> str:
+        if self.status is LayerStatus.NOT_APPLICABLE:
+            return f"layer {self.layer} not available: {self.reason}"
+        return f"layer {self.layer} broken: {self.reason}"
+
+
+class Journal:
+    """The state before a layer changed anything, persisted so `down` can run in another process.
+
+    Entries are (key, before-value) pairs recorded the first time a key is changed;
+    a second `up` on an already-up layer records nothing, so `down` restores the
+    original state, not an intermediate one.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.entries: dict[str, Any] = {}
+        if path is not None and path.exists():
+            self.entries = json.loads(path.read_text())
+
+    def record(self, key: str, before: Any) -> None:
+        if key not in self.entries:
+            self.entries[key] = before
+            self._save()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.entries.get(key, default)
+
+    def forget(self, key: str) -> None:
+        self.entries.pop(key, None)
+        self._save()
+
+    def clear(self) -> None:
+        self.entries.clear()
+        if self.path is not None and self.path.exists():
+            self.path.unlink()
+
+    def _save(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.entries, indent=2, sort_keys=True))
+            tmp.replace(self.path)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+
+@dataclass
+class LayerContext:
+    """What a layer may use: the lab, its hosts (by role) and where to keep journals."""
+
+    lab: Lab
+    hosts: Mapping[str, Host]  # "host" plus one entry per guest name, opened lazily by the caller
+    state_dir: Path
+    versions: dict[str, str | None] = field(default_factory=dict)  # filled by preflight for the reports
+
+    @property
+    def host(self) -> Host:
+        return self.hosts["host"]
+
+
+class Layer(ABC):
+    """One step of the seed's procedure. Subclasses keep ``up`` idempotent and ``down`` exact."""
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: LayerContext) -> None:
+        self.ctx = ctx
+        self.lab = ctx.lab
+        self.journal = Journal(ctx.state_dir / "journal" / f"{self.name}.json")
+
+    @property
+    def host(self) -> Host:
+        return self.ctx.host
+
+    def not_applicable(self) -> str | None:
+        """A reason when this layer cannot exist in the lab (tests skip with it); None otherwise."""
+        return None
+
+    @abstractmethod
+    def probe(self) -> Any:
+        """Read the current state; runs only read-only commands."""
+
+    @abstractmethod
+    def plan(self, state: Any | None = None) -> list[PlannedCommand]:
+        """The commands ``up`` would run from ``state`` (probed when None). Empty when already up."""
+
+    @abstractmethod
+    def up(self) -> bool:
+        """Bring the layer up; return True when anything changed. Must record the journal first."""
+
+    @abstractmethod
+    def verify(self) -> Evidence:
+        """Prove the layer is up, with the evidence relied on."""
+
+    @abstractmethod
+    def down(self) -> None:
+        """Restore what this layer changed, from the journal; a no-op when it changed nothing."""
+
+
+def run_layer(layer: Layer, *, assume_up: bool = False) -> LayerOutcome:
+    """Bring one layer up and verify it, turning every failure into a recorded BROKEN outcome."""
+    started = time.monotonic()
+    outcome = LayerOutcome(layer=layer.name)
+    reason = layer.not_applicable()
+    if reason:
+        outcome.status = LayerStatus.NOT_APPLICABLE
+        outcome.reason = reason
+        return outcome
+    try:
+        if not assume_up:
+            outcome.changed = layer.up()
+        evidence = layer.verify()
+        outcome.evidence = evidence
+        if evidence.ok:
+            outcome.status = LayerStatus.UP
+        else:
+            outcome.status = LayerStatus.BROKEN
+            outcome.reason = f"verify failed: {evidence.summary}"
+    except Exception as exc:  # a broken layer is reported, never raised into every test
+        outcome.status = LayerStatus.BROKEN
+        outcome.reason = f"{type(exc).__name__}: {exc}"
+    outcome.duration_s = time.monotonic() - started
+    return outcome
+
+
+def outcome_to_dict(outcome: LayerOutcome) -> dict[str, Any]:
+    data = asdict(outcome)
+    data["status"] = outcome.status.value
+    return data

@@ -1,0 +1,258 @@
+"""One lab's bring-up for a whole test run, done exactly once however many processes ask.
+
+The first process that needs the lab (the only one without xdist, or the first
+xdist worker) takes a file lock, builds the emulated infrastructure when the lab
+is emulated, runs the bring-up layers and writes their outcomes to
+``session.json``. Every other process of the same run waits on the lock and
+attaches: it reads the same outcomes (so a broken layer is the same skip reason
+everywhere) and opens its own SSH connections. Teardown happens once, in the
+process that owns the run (the xdist controller, or the only process), after
+every worker has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from vdpalab.config import Lab
+from vdpalab.hosts.factory import HostPool
+from vdpalab.layers.base import LayerOutcome, LayerStatus, outcome_to_dict
+
+Log = Callable[[str], None]
+
+
+def state_dir_of(lab: Lab) -> Path:
+    """Where a lab keeps journals, keys and session files."""
+    if lab.emulated is not None:
+        resolved = lab.resolve(lab.emulated.state_dir)
+        assert resolved is not None
+        return resolved.absolute()
+    return (Path(".state") / lab.lab.name).absolute()
+
+
+class LayerUnavailable(Exception):
+    """A layer a test depends on is broken or cannot exist in this lab; the test skips with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _outcome_from_dict(data: dict[str, Any]) -> LayerOutcome:
+    from vdpalab.layers.base import Evidence
+
+    evidence = data.get("evidence")
+    return LayerOutcome(
+        layer=data["layer"],
+        status=LayerStatus(data["status"]),
+        reason=data.get("reason", ""),
+        changed=data.get("changed", False),
+        commands_run=list(data.get("commands_run", [])),
+        evidence=Evidence(evidence["ok"], evidence["summary"], tuple(evidence.get("details", ())))
+        if evidence
+        else None,
+        duration_s=data.get("duration_s", 0.0),
+    )
+
+
+@dataclass
+class SessionRecord:
+    """What ``session.json`` holds: who brought the lab up, for which run, and how each layer ended."""
+
+    run_id: str
+    owner_pid: int
+    started: float
+    infra_error: str = ""
+    outcomes: dict[str, LayerOutcome] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    torn_down: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "owner_pid": self.owner_pid,
+                "started": self.started,
+                "infra_error": self.infra_error,
+                "outcomes": {k: outcome_to_dict(v) for k, v in self.outcomes.items()},
+                "versions": self.versions,
+                "torn_down": self.torn_down,
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SessionRecord:
+        data = json.loads(text)
+        return cls(
+            run_id=data["run_id"],
+            owner_pid=data["owner_pid"],
+            started=data["started"],
+            infra_error=data.get("infra_error", ""),
+            outcomes={k: _outcome_from_dict(v) for k, v in data.get("outcomes", {}).items()},
+            versions=data.get("versions", {}),
+            torn_down=data.get("torn_down", False),
+        )
+
+
+class LabSession:
+    """Bring-up once per run, attach everywhere else, tear down once."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        *,
+        run_id: str,
+        keep_up: bool = False,
+        assume_up: bool = False,
+        log: Log | None = None,
+    ) -> None:
+        self.lab = lab
+        self.run_id = run_id
+        self.keep_up = keep_up
+        self.assume_up = assume_up
+        self.log: Log = log or (lambda message: None)
+        self.state_dir = state_dir_of(lab)
+        self.hosts = HostPool(lab)
+        self.record: SessionRecord | None = None
+        self.events_log = self.state_dir / "session-events.log"
+
+    # --- files ---
+    @property
+    def _record_path(self) -> Path:
+        return self.state_dir / "session.json"
+
+    def _lock(self) -> FileLock:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.state_dir / "session.lock"))
+
+    def _event(self, what: str) -> None:
+        """Append to the lab's own log: the proof that bring-up and teardown ran once."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self.events_log.open("a") as fh:
+            fh.write(f"{time.time():.6f} pid={os.getpid()} run={self.run_id} {what}\n")
+
+    def _read_record(self) -> SessionRecord | None:
+        try:
+            return SessionRecord.from_json(self._record_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return None
+
+    def _write_record(self, record: SessionRecord) -> None:
+        tmp = self._record_path.with_suffix(".tmp")
+        tmp.write_text(record.to_json())
+        tmp.replace(self._record_path)
+
+    # --- bring-up ---
+    def ensure_up(self) -> SessionRecord:
+        """Bring the lab up for this run, or attach to the bring-up another process of the run did."""
+        if self.record is not None:
+            return self.record
+        with self._lock():
+            existing = self._read_record()
+            if existing is not None and existing.run_id == self.run_id and not existing.torn_down:
+                self._event("attach")
+                self.record = existing
+                return existing
+            record = SessionRecord(run_id=self.run_id, owner_pid=os.getpid(), started=time.time())
+            self._event("bringup-start")
+            try:
+                self._infra_up()
+            except Exception as exc:  # the whole lab is unusable: every test skips with this reason
+                record.infra_error = f"{type(exc).__name__}: {exc}"
+                self.log(f"lab {self.lab.lab.name}: infrastructure failed: {record.infra_error}")
+            if not record.infra_error:
+                record.outcomes, record.versions = self._layers_up()
+            self._write_record(record)
+            self._event("bringup-end")
+            self.record = record
+            return record
+
+    def _infra_up(self) -> None:
+        if self.lab.emulated is None:
+            return
+        from vdpalab.emulated import control
+
+        control.infra_up(self.lab, log=self.log)
+
+    def _infra_down(self) -> None:
+        if self.lab.emulated is None:
+            return
+        from vdpalab.emulated import control
+
+        control.infra_down(self.lab, log=self.log)
+
+    def _bringup(self) -> Any:
+        from vdpalab.bringup import BringUp
+
+        return BringUp(self.lab, self.hosts, self.state_dir)
+
+    def _layers_up(self) -> tuple[dict[str, LayerOutcome], dict[str, str | None]]:
+        bringup = self._bringup()
+        outcomes = bringup.up(assume_up=self.assume_up)
+        versions = dict(getattr(bringup, "versions", {}) or {})
+        for name, outcome in outcomes.items():
+            self.log(f"lab {self.lab.lab.name}: layer {name}: {outcome.status.value} {outcome.reason}".rstrip())
+        return dict(outcomes), versions
+
+    def require(self, *layers: str) -> None:
+        """Raise LayerUnavailable when the lab or any named layer is not up."""
+        record = self.ensure_up()
+        if record.infra_error:
+            raise LayerUnavailable(f"lab {self.lab.lab.name} could not be built: {record.infra_error}")
+        for name in layers:
+            outcome = record.outcomes.get(name)
+            if outcome is None:
+                raise LayerUnavailable(f"layer {name} did not run")
+            if outcome.status is not LayerStatus.UP:
+                raise LayerUnavailable(outcome.skip_reason)
+
+    # --- teardown ---
+    def teardown(self) -> None:
+        """Once per run, by the owning process: restore what bring-up changed, then remove the infrastructure."""
+        self.hosts.close()
+        with self._lock():
+            record = self._read_record()
+            if record is None or record.run_id != self.run_id or record.torn_down:
+                return
+            if self.keep_up:
+                self._event("keep-up")
+                return
+            self._event("teardown-start")
+            errors: list[str] = []
+            if not record.infra_error:
+                pool = HostPool(self.lab)
+                try:
+                    bringup = BringUpFactory.make(self.lab, pool, self.state_dir)
+                    bringup.down()
+                except Exception as exc:
+                    errors.append(f"layers down: {exc}")
+                finally:
+                    pool.close()
+            try:
+                self._infra_down()
+            except Exception as exc:
+                errors.append(f"infrastructure down: {exc}")
+            record.torn_down = True
+            self._write_record(record)
+            self._event("teardown-end" + (f" errors={errors}" if errors else ""))
+            if errors:
+                self.log(f"lab {self.lab.lab.name}: teardown problems: {'; '.join(errors)}")
+
+
+class BringUpFactory:
+    """Indirection so the session can be tested without the real layers."""
+
+    @staticmethod
+    def make(lab: Lab, hosts: HostPool, state_dir: Path) -> Any:
+        from vdpalab.bringup import BringUp
+
+        return BringUp(lab, hosts, state_dir)
