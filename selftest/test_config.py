@@ -60,14 +60,22 @@ def test_seed_lab_is_transcribed_exactly() -> None:
     assert {"intel_iommu=on", "iommu=pt", "pci=realloc", "hugepages=16"} <= set(lab.kernel.required_cmdline)
     ovs = lab.ovs
     assert (ovs.dpdk, ovs.hw_offload, ovs.tc_policy, ovs.socket_mem, ovs.vhost_iommu_support) == (
-        True, True, "none", "1024,1024", True,
+        True,
+        True,
+        "none",
+        "1024,1024",
+        True,
     )
     assert ovs.dpdk_devargs == [
         "0000:07:00.0,representor=[0],dv_flow_en=1,dv_esw_en=1,dv_xmeta_en=0",
         "0000:07:00.1,representor=[0],dv_flow_en=1,dv_esw_en=1,dv_xmeta_en=0",
     ]
     br30 = lab.bridge[0]
-    assert (br30.uplink.name, br30.uplink.type, br30.uplink.options) == ("ens2f0", "dpdk", {"dpdk-devargs": "0000:07:00.0"})
+    assert (br30.uplink.name, br30.uplink.type, br30.uplink.options) == (
+        "ens2f0",
+        "dpdk",
+        {"dpdk-devargs": "0000:07:00.0"},
+    )
     assert br30.representors[0].options == {"dpdk-devargs": "0000:07:00.0,representor=[0]"}
     assert [(g.name, g.vdpa_device, g.mac) for g in lab.guest] == [
         ("c77g153", "/dev/vhost-vdpa-0", "00:11:22:33:44:00"),
@@ -112,7 +120,9 @@ def test_pytest_with_bad_lab_is_a_usage_error() -> None:
     bad = BAD_LABS[7]
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "datapath", "--lab", str(bad), "-p", "no:cacheprovider", "-q"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.returncode == 4, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr

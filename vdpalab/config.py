@@ -205,7 +205,9 @@ class GuestSettings(Model):
     qemu_binary: str = "qemu-system-x86_64"
     accel: Literal["kvm", "tcg"] = "kvm"
     cpu: str = "host"
-    device_options: list[str] = Field(default_factory=lambda: ["page-per-vq=on", "iommu_platform=on", "disable-legacy=on"])
+    device_options: list[str] = Field(
+        default_factory=lambda: ["page-per-vq=on", "iommu_platform=on", "disable-legacy=on"]
+    )
     extra_qemu_args: list[str] = Field(default_factory=list)
     boot_timeout_s: PositiveFloat = 180.0
     ssh: SSHSettings
@@ -330,11 +332,11 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
             problems.append((f"pf[{i}].name", f"PF {name!r} is declared twice"))
     for i, pf in enumerate(lab.pf):
         if len(pf.vf_macs) > pf.num_vfs:
-            problems.append(
-                (f"pf[{i}].vf_macs", f"{len(pf.vf_macs)} VF MACs given but num_vfs is {pf.num_vfs}")
-            )
+            problems.append((f"pf[{i}].vf_macs", f"{len(pf.vf_macs)} VF MACs given but num_vfs is {pf.num_vfs}"))
         if len(pf.vf_pcis) > pf.num_vfs:
-            problems.append((f"pf[{i}].vf_pcis", f"{len(pf.vf_pcis)} VF PCI addresses given but num_vfs is {pf.num_vfs}"))
+            problems.append(
+                (f"pf[{i}].vf_pcis", f"{len(pf.vf_pcis)} VF PCI addresses given but num_vfs is {pf.num_vfs}")
+            )
         if len(pf.representors) > max(pf.num_vfs, 0) and lab.lab.kind == "hardware":
             problems.append(
                 (f"pf[{i}].representors", f"{len(pf.representors)} representors given but num_vfs is {pf.num_vfs}")
@@ -371,17 +373,18 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
     guest_names: dict[str, int] = {}
     for g, guest in enumerate(lab.guest):
         if guest.name in guest_names:
-            problems.append((f"guest[{g}].name", f"guest name {guest.name!r} is also used by guest[{guest_names[guest.name]}]"))
+            problems.append(
+                (f"guest[{g}].name", f"guest name {guest.name!r} is also used by guest[{guest_names[guest.name]}]")
+            )
         guest_names.setdefault(guest.name, g)
-        if guest.vdpa_device:
-            if guest.vdpa_device in guest_devices:
+        device = guest.vdpa_device
+        if device:
+            if device in guest_devices:
+                owner = guest_devices[device]
                 problems.append(
-                    (
-                        f"guest[{g}].vdpa_device",
-                        f"vdpa device {guest.vdpa_device!r} is already used by guest[{guest_devices[guest.vdpa_device]}]",
-                    )
+                    (f"guest[{g}].vdpa_device", f"vdpa device {device!r} is already used by guest[{owner}]")
                 )
-            guest_devices.setdefault(guest.vdpa_device, g)
+            guest_devices.setdefault(device, g)
         if guest.address in guest_ips:
             problems.append((f"guest[{g}].ip", f"IP {guest.address} is also used by guest[{guest_ips[guest.address]}]"))
         guest_ips.setdefault(guest.address, g)

@@ -24,7 +24,7 @@ from filelock import FileLock
 
 from vdpalab.config import Lab
 from vdpalab.hosts.factory import HostPool
-from vdpalab.layers.base import LayerOutcome, LayerStatus, outcome_to_dict
+from vdpalab.layers.base import LayerOutcome, LayerStatus, outcome_from_dict, outcome_to_dict
 
 Log = Callable[[str], None]
 
@@ -46,23 +46,6 @@ class LayerUnavailable(Exception):
         super().__init__(reason)
 
 
-def _outcome_from_dict(data: dict[str, Any]) -> LayerOutcome:
-    from vdpalab.layers.base import Evidence
-
-    evidence = data.get("evidence")
-    return LayerOutcome(
-        layer=data["layer"],
-        status=LayerStatus(data["status"]),
-        reason=data.get("reason", ""),
-        changed=data.get("changed", False),
-        commands_run=list(data.get("commands_run", [])),
-        evidence=Evidence(evidence["ok"], evidence["summary"], tuple(evidence.get("details", ())))
-        if evidence
-        else None,
-        duration_s=data.get("duration_s", 0.0),
-    )
-
-
 @dataclass
 class SessionRecord:
     """What ``session.json`` holds: who brought the lab up, for which run, and how each layer ended."""
@@ -74,6 +57,7 @@ class SessionRecord:
     outcomes: dict[str, LayerOutcome] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     torn_down: bool = False
+    log_marker: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -85,6 +69,7 @@ class SessionRecord:
                 "outcomes": {k: outcome_to_dict(v) for k, v in self.outcomes.items()},
                 "versions": self.versions,
                 "torn_down": self.torn_down,
+                "log_marker": self.log_marker,
             },
             indent=2,
         )
@@ -97,9 +82,10 @@ class SessionRecord:
             owner_pid=data["owner_pid"],
             started=data["started"],
             infra_error=data.get("infra_error", ""),
-            outcomes={k: _outcome_from_dict(v) for k, v in data.get("outcomes", {}).items()},
+            outcomes={k: outcome_from_dict(v) for k, v in data.get("outcomes", {}).items()},
             versions=data.get("versions", {}),
             torn_down=data.get("torn_down", False),
+            log_marker=data.get("log_marker"),
         )
 
 
@@ -140,6 +126,13 @@ class LabSession:
         with self.events_log.open("a") as fh:
             fh.write(f"{time.time():.6f} pid={os.getpid()} run={self.run_id} {what}\n")
 
+    def load_record(self) -> SessionRecord | None:
+        """This run's record as written by whichever process brought the lab up (None when it never came up)."""
+        record = self._read_record()
+        if record is None or record.run_id != self.run_id:
+            return None
+        return record
+
     def _read_record(self) -> SessionRecord | None:
         try:
             return SessionRecord.from_json(self._record_path.read_text())
@@ -170,6 +163,7 @@ class LabSession:
                 record.infra_error = f"{type(exc).__name__}: {exc}"
                 self.log(f"lab {self.lab.lab.name}: infrastructure failed: {record.infra_error}")
             if not record.infra_error:
+                record.log_marker = self._take_marker()
                 record.outcomes, record.versions = self._layers_up()
             self._write_record(record)
             self._event("bringup-end")
@@ -183,20 +177,41 @@ class LabSession:
 
         control.infra_up(self.lab, log=self.log)
 
-    def _infra_down(self) -> None:
-        if self.lab.emulated is None:
-            return
-        from vdpalab.emulated import control
+    def _take_marker(self) -> dict[str, Any] | None:
+        """Where the host's kernel log stands before the guests start (the vDPA evidence reads after it)."""
+        from vdpalab.evidence import take_marker
 
-        control.infra_down(self.lab, log=self.log)
+        try:
+            return take_marker(self.hosts["host"]).to_dict()
+        except Exception as exc:
+            self.log(f"lab {self.lab.lab.name}: no kernel-log marker: {exc}")
+            return None
 
-    def _bringup(self) -> Any:
+    def _down(self, record: SessionRecord) -> list[str]:
+        """Layers restore from their journals, then an emulated lab's infrastructure goes.
+
+        For an emulated lab ``control.lab_down`` does both, repairing a killed daemon first
+        so the layers can still be undone over SSH.
+        """
+        if self.lab.emulated is not None:
+            from vdpalab.emulated import control
+
+            control.lab_down(self.lab, log=self.log)  # logs what it did; raises LabStateError on problems
+            return []
+        if record.infra_error:
+            return []
         from vdpalab.bringup import BringUp
 
-        return BringUp(self.lab, self.hosts, self.state_dir)
+        pool = HostPool(self.lab)
+        try:
+            return [f"{layer}: {error}" for layer, error in BringUp(self.lab, pool, self.state_dir).down().items()]
+        finally:
+            pool.close()
 
     def _layers_up(self) -> tuple[dict[str, LayerOutcome], dict[str, str | None]]:
-        bringup = self._bringup()
+        from vdpalab.bringup import BringUp
+
+        bringup = BringUp(self.lab, self.hosts, self.state_dir)
         outcomes = bringup.up(assume_up=self.assume_up)
         versions = dict(getattr(bringup, "versions", {}) or {})
         for name, outcome in outcomes.items():
@@ -228,31 +243,12 @@ class LabSession:
                 return
             self._event("teardown-start")
             errors: list[str] = []
-            if not record.infra_error:
-                pool = HostPool(self.lab)
-                try:
-                    bringup = BringUpFactory.make(self.lab, pool, self.state_dir)
-                    bringup.down()
-                except Exception as exc:
-                    errors.append(f"layers down: {exc}")
-                finally:
-                    pool.close()
             try:
-                self._infra_down()
+                errors = self._down(record)
             except Exception as exc:
-                errors.append(f"infrastructure down: {exc}")
+                errors.append(f"{type(exc).__name__}: {exc}")
             record.torn_down = True
             self._write_record(record)
             self._event("teardown-end" + (f" errors={errors}" if errors else ""))
             if errors:
                 self.log(f"lab {self.lab.lab.name}: teardown problems: {'; '.join(errors)}")
-
-
-class BringUpFactory:
-    """Indirection so the session can be tested without the real layers."""
-
-    @staticmethod
-    def make(lab: Lab, hosts: HostPool, state_dir: Path) -> Any:
-        from vdpalab.bringup import BringUp
-
-        return BringUp(lab, hosts, state_dir)

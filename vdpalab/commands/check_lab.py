@@ -29,5 +29,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         guests = ", ".join(f"{g.name} ({g.kind}, {g.ip})" for g in lab.guest) or "none"
         bridges = ", ".join(b.name for b in lab.bridge) or "none"
-        print(f"{path}: ok: lab {lab.lab.name!r} ({lab.lab.kind}), {len(lab.pf)} PF, bridges {bridges}; guests {guests}")
+        print(
+            f"{path}: ok: lab {lab.lab.name!r} ({lab.lab.kind}), {len(lab.pf)} PF, bridges {bridges}; guests {guests}"
+        )
     return status

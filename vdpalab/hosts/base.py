@@ -55,6 +55,8 @@ def to_shell(cmd: Command) -> str:
     return shlex.join([str(part) for part in cmd])
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(password|passwd|secret|token)(\s*[=:]\s*|\s+)(\S+)"),
 ]
@@ -141,7 +143,11 @@ class Host(ABC):
     ) -> CommandResult:
         command = to_shell(cmd)
         if env:
-            command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + command
+            # exported first, so that the whole shell text (not only its first command) sees them
+            bad = [k for k in env if not _ENV_NAME.fullmatch(k)]
+            if bad:
+                raise ValueError(f"{self.name}: invalid environment variable name(s) {bad!r}")
+            command = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "; " + command
         if (sudo or self.sudo_all) and self.needs_sudo():
             command = "sudo -n sh -c " + shlex.quote(command)
         limit = self.default_timeout if timeout is None else timeout
@@ -154,7 +160,13 @@ class Host(ABC):
         self.history.append(self.name, command, result.rc, started, result.duration, "ok" if result.ok else "failed")
         if check and not result.ok:
             # the message ends up in logs and reports: never with a secret in it
-            raise CommandFailed(replace(result, command=self.shown(result.command)))
+            shown = replace(
+                result,
+                command=self.shown(result.command),
+                stdout=self.history.redact(result.stdout),
+                stderr=self.history.redact(result.stderr),
+            )
+            raise CommandFailed(shown)
         return result
 
     def shown(self, command: str) -> str:
@@ -184,7 +196,7 @@ class Host(ABC):
     def read_text(self, remote_path: str, timeout: float | None = None) -> str:
         return self.run(["cat", remote_path], timeout=timeout, check=True).stdout
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing to release
         """Release connections; safe to call twice."""
 
     def __enter__(self) -> Host:

@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
 from vdpalab.config import Lab
-from vdpalab.hosts.base import Host
+from vdpalab.errors import LayerError
+from vdpalab.hosts.base import CommandResult, Host, to_shell
 
 
-class LayerStatus(str, Enum):
+class LayerStatus(StrEnum):
     """Where a layer stands after bring-up."""
 
     PENDING = "pending"
@@ -34,11 +35,16 @@ class LayerStatus(str, Enum):
 
 @dataclass(frozen=True)
 class PlannedCommand:
-    """One command a layer would run, on which host, and why (for `vdpalab plan`)."""
+    """One command a layer would run, on which host, and why (for `vdpalab plan`).
+
+    ``host`` is the role key in ``LayerContext.hosts``: ``"host"`` for the lab host, else a guest name.
+    ``check=False`` marks a command whose failure is expected and handled (e.g. a best-effort QMP quit).
+    """
 
     host: str
     command: str
     why: str = ""
+    check: bool = True
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,14 @@ class LayerContext:
 
 
 class Layer(ABC):
-    """One step of the seed's procedure. Subclasses keep ``up`` idempotent and ``down`` exact."""
+    """One step of the seed's procedure. Subclasses keep ``up`` idempotent and ``down`` exact.
+
+    The usual shape (the default ``up``): ``probe`` reads the state, ``plan(state)`` turns the
+    difference to the lab into commands, ``journal_before(state, planned)`` records what those
+    commands will overwrite, and ``execute`` runs exactly the planned commands. So what
+    `vdpalab plan` prints is, by construction, what ``up`` runs. Layers whose later commands
+    depend on earlier results (OVS after a start, guests after boot) override ``up``.
+    """
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
@@ -138,10 +151,15 @@ class Layer(ABC):
         self.ctx = ctx
         self.lab = ctx.lab
         self.journal = Journal(ctx.state_dir / "journal" / f"{self.name}.json")
+        self.changes: list[str] = []  # changing commands run by up/down, "role: command"
 
     @property
     def host(self) -> Host:
         return self.ctx.host
+
+    def on(self, role: str) -> Host:
+        """The host for a role key ("host" or a guest name)."""
+        return self.ctx.hosts[role]
 
     def not_applicable(self) -> str | None:
         """A reason when this layer cannot exist in the lab (tests skip with it); None otherwise."""
@@ -155,17 +173,77 @@ class Layer(ABC):
     def plan(self, state: Any | None = None) -> list[PlannedCommand]:
         """The commands ``up`` would run from ``state`` (probed when None). Empty when already up."""
 
-    @abstractmethod
+    def fresh_state(self) -> Any:
+        """The state of a host nobody has touched yet (the seed's starting point), for ``vdpalab plan --offline``."""
+        raise NotImplementedError(f"layer {self.name} has no offline plan")
+
+    def journal_before(self, state: Any, planned: list[PlannedCommand]) -> None:  # noqa: B027 - optional hook
+        """Record, before anything changes, the values ``planned`` will overwrite (default: nothing)."""
+
     def up(self) -> bool:
-        """Bring the layer up; return True when anything changed. Must record the journal first."""
+        """Bring the layer up; return True when anything changed. Records the journal first."""
+        state = self.probe()
+        planned = self.plan(state)
+        if not planned:
+            return False
+        self.journal_before(state, planned)
+        self.execute(planned)
+        return True
 
     @abstractmethod
     def verify(self) -> Evidence:
         """Prove the layer is up, with the evidence relied on."""
 
-    @abstractmethod
+    def down_plan(self) -> list[PlannedCommand]:
+        """The commands ``down`` would run, from the journal alone (no probing): a dry run of the teardown."""
+        return []
+
     def down(self) -> None:
-        """Restore what this layer changed, from the journal; a no-op when it changed nothing."""
+        """Restore what this layer changed, from the journal; a no-op when it changed nothing.
+
+        The journal is cleared only when every command succeeded, so a failed down can be run again.
+        """
+        self.execute(self.down_plan())
+        self.journal.clear()
+
+    # --- helpers for subclasses ---
+    def read(
+        self, cmd: str | list[str], *, role: str = "host", timeout: float | None = None, sudo: bool = True
+    ) -> CommandResult:
+        """A read-only probe command; its failure is data (rc), not an exception."""
+        return self.on(role).run(cmd, timeout=timeout, sudo=sudo)
+
+    def read_ok(self, cmd: str | list[str], *, role: str = "host", what: str = "") -> str:
+        """A read-only command that must succeed; a failure is a LayerError naming the command."""
+        result = self.read(cmd, role=role)
+        if not result.ok:
+            detail = (result.stderr.strip() or result.stdout.strip())[-300:]
+            raise LayerError(
+                self.name, f"{what or 'probe'} failed on {result.host}: {result.command!r} rc={result.rc}: {detail}"
+            )
+        return result.stdout
+
+    def execute(self, planned: Iterable[PlannedCommand], *, timeout: float | None = None) -> list[CommandResult]:
+        """Run planned (changing) commands in order; stop at the first failure with a LayerError."""
+        results = []
+        for cmd in planned:
+            host = self.on(cmd.host)
+            self.changes.append(f"{cmd.host}: {cmd.command}")
+            result = host.run(cmd.command, timeout=timeout, sudo=True)
+            results.append(result)
+            if cmd.check and not result.ok:
+                detail = (result.stderr.strip() or result.stdout.strip())[-500:]
+                raise LayerError(
+                    self.name,
+                    f"{cmd.command!r} on {host.name} exited with rc={result.rc}" + (f": {detail}" if detail else ""),
+                )
+        return results
+
+    def planned(
+        self, command: str | list[str], why: str = "", *, role: str = "host", check: bool = True
+    ) -> PlannedCommand:
+        """A PlannedCommand for this layer; lists are quoted with shlex like ``Host.run`` does."""
+        return PlannedCommand(host=role, command=to_shell(command), why=why, check=check)
 
 
 def run_layer(layer: Layer, *, assume_up: bool = False) -> LayerOutcome:
@@ -190,6 +268,7 @@ def run_layer(layer: Layer, *, assume_up: bool = False) -> LayerOutcome:
     except Exception as exc:  # a broken layer is reported, never raised into every test
         outcome.status = LayerStatus.BROKEN
         outcome.reason = f"{type(exc).__name__}: {exc}"
+    outcome.commands_run = list(layer.changes)
     outcome.duration_s = time.monotonic() - started
     return outcome
 
@@ -198,3 +277,21 @@ def outcome_to_dict(outcome: LayerOutcome) -> dict[str, Any]:
     data = asdict(outcome)
     data["status"] = outcome.status.value
     return data
+
+
+def outcome_from_dict(data: Mapping[str, Any]) -> LayerOutcome:
+    """The inverse of ``outcome_to_dict`` (bringup.json is read back by other processes, e.g. xdist workers)."""
+    evidence = data.get("evidence")
+    return LayerOutcome(
+        layer=str(data["layer"]),
+        status=LayerStatus(data.get("status", LayerStatus.PENDING.value)),
+        reason=str(data.get("reason", "")),
+        changed=bool(data.get("changed", False)),
+        commands_run=list(data.get("commands_run", [])),
+        evidence=Evidence(
+            ok=bool(evidence["ok"]), summary=str(evidence["summary"]), details=tuple(evidence.get("details", ()))
+        )
+        if evidence
+        else None,
+        duration_s=float(data.get("duration_s", 0.0)),
+    )

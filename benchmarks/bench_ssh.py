@@ -1,0 +1,100 @@
+"""Per-command cost of SSHHost's reused connection versus one OpenSSH process per command.
+
+Runs against a private sshd on 127.0.0.1 (vdpalab.testing.sshd), so it needs
+root and openssh-server. Usage: ``.venv/bin/python benchmarks/bench_ssh.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vdpalab.testing.sshd import start_sshd
+
+REUSED_ITERATIONS = 200
+# one ssh process per command costs a full handshake each time: fewer iterations keep the run short
+PROCESS_ITERATIONS = 30
+TARGET_MEDIAN_MS = 5.0
+TARGET_RATIO = 20.0
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def bench_ssh() -> list[tuple[str, float, str]]:
+    """Return ``(metric, value, unit)`` rows: median/p95 per command for both ways, and their ratio."""
+    with start_sshd() as server:
+        with server.host("bench", command_timeout=30) as host:
+            for _ in range(10):  # connect and warm up
+                host.check("true")
+            reused = []
+            for _ in range(REUSED_ITERATIONS):
+                t0 = time.perf_counter()
+                host.check("true")
+                reused.append(time.perf_counter() - t0)
+        argv = [
+            "ssh",
+            "-i",
+            str(server.client_key),
+            "-p",
+            str(server.port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            f"{server.user}@{server.address}",
+            "true",
+        ]
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)  # warm up
+        per_process = []
+        for _ in range(PROCESS_ITERATIONS):
+            t0 = time.perf_counter()
+            subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+            per_process.append(time.perf_counter() - t0)
+    reused_median = statistics.median(reused) * 1000
+    process_median = statistics.median(per_process) * 1000
+    return [
+        ("sshhost_reused_median", reused_median, "ms"),
+        ("sshhost_reused_p95", _percentile(reused, 0.95) * 1000, "ms"),
+        ("ssh_process_median", process_median, "ms"),
+        ("ssh_process_p95", _percentile(per_process, 0.95) * 1000, "ms"),
+        ("speedup_median", process_median / reused_median, "x"),
+    ]
+
+
+def main() -> int:
+    rows = bench_ssh()
+    values = {name: value for name, value, _ in rows}
+    print(
+        f"per-command time for `true` ({REUSED_ITERATIONS} commands on one SSHHost connection, "
+        f"{PROCESS_ITERATIONS} OpenSSH client processes)"
+    )
+    for name, value, unit in rows:
+        print(f"  {name:24s} {value:9.2f} {unit}")
+    median_ok = values["sshhost_reused_median"] <= TARGET_MEDIAN_MS
+    ratio_ok = values["speedup_median"] >= TARGET_RATIO
+    print(
+        f"target: reused median <= {TARGET_MEDIAN_MS:g} ms  measured {values['sshhost_reused_median']:.2f} ms  "
+        f"{'OK' if median_ok else 'MISSED'}"
+    )
+    print(
+        f"target: speedup >= {TARGET_RATIO:g}x  measured {values['speedup_median']:.1f}x  "
+        f"{'OK' if ratio_ok else 'MISSED'}"
+    )
+    return 0 if median_ok and ratio_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

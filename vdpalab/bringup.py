@@ -1,0 +1,202 @@
+"""Bring a lab up layer by layer, record why anything is missing, and take it down again.
+
+``BringUp`` runs the layers of ``LAYER_ORDER`` once each (no retries). A layer whose
+``requires`` is broken is not run: it becomes BROKEN with ``requires X: <X's reason>``, so every
+test that depends on it is skipped with the root cause. Outcomes are written to
+``STATE_DIR/bringup.json`` so that other processes (pytest-xdist workers, a later ``--assume-up``
+run, ``vdpalab lab status``) read the same skip reasons; journals live beside it
+(``STATE_DIR/journal/LAYER.json``) so ``down`` works from a fresh process.
+
+Typical use (the pytest fixtures do this)::
+
+    bring = BringUp(lab, HostPool(lab), Path(".state/cx6dx-qemu"))
+    outcomes = bring.up()                    # or bring.up(assume_up=True): verify only
+    reason = bring.skip_reason("vdpa")       # None when the layer is up
+    errors = bring.down()                    # reverse order, keeps going, {layer: error}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from vdpalab.config import Lab
+from vdpalab.hosts.base import Host
+from vdpalab.layers import LAYER_CLASSES, LAYER_ORDER
+from vdpalab.layers.base import (
+    Layer,
+    LayerContext,
+    LayerOutcome,
+    LayerStatus,
+    PlannedCommand,
+    outcome_from_dict,
+    outcome_to_dict,
+    run_layer,
+)
+
+__all__ = ["LAYER_ORDER", "STATE_FILE", "BringUp", "load_state"]
+
+STATE_FILE = "bringup.json"
+
+
+def load_state(state_dir: Path) -> tuple[dict[str, LayerOutcome], dict[str, str | None]]:
+    """(outcomes, versions) as the last bring-up recorded them; empty when none ran."""
+    path = Path(state_dir) / STATE_FILE
+    if not path.exists():
+        return {}, {}
+    data = json.loads(path.read_text())
+    outcomes = {name: outcome_from_dict(raw) for name, raw in data.get("outcomes", {}).items()}
+    return outcomes, dict(data.get("versions", {}))
+
+
+class BringUp:
+    """The layers of one lab, with their outcomes.
+
+    ``hosts`` maps ``"host"`` and each guest name to a Host (a lazily connecting ``HostPool`` is
+    best: guests are only dialled once the guests layer started them). ``keep_going=False`` stops
+    running layers after the first broken one (the rest are marked BROKEN with the reason);
+    ``keep_going=True`` still runs every layer whose requirements are met.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        hosts: Mapping[str, Host],
+        state_dir: Path,
+        *,
+        keep_going: bool = False,
+        layers: Iterable[str] | None = None,
+    ) -> None:
+        self.lab = lab
+        self.state_dir = Path(state_dir)
+        self.keep_going = keep_going
+        names = list(LAYER_ORDER if layers is None else layers)
+        unknown = [n for n in names if n not in LAYER_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown}; known: {', '.join(LAYER_ORDER)}")
+        self.ctx = LayerContext(lab=lab, hosts=hosts, state_dir=self.state_dir)
+        _, versions = load_state(self.state_dir)
+        self.ctx.versions.update(versions)  # e.g. the DPDK version for -a/-w when preflight is not re-run
+        self.layers: dict[str, Layer] = {n: LAYER_CLASSES[n](self.ctx) for n in LAYER_ORDER if n in names}
+        self._outcomes: dict[str, LayerOutcome] = {}
+
+    # --- results ---
+    @property
+    def outcomes(self) -> dict[str, LayerOutcome]:
+        return dict(self._outcomes)
+
+    @property
+    def versions(self) -> dict[str, str | None]:
+        return dict(self.ctx.versions)
+
+    def skip_reason(self, layer: str) -> str | None:
+        """Why a test needing ``layer`` must skip (None when it is up).
+
+        Reads bringup.json when this process ran nothing (an xdist worker, an ``--assume-up`` run)."""
+        outcome = self._outcomes.get(layer) or load_state(self.state_dir)[0].get(layer)
+        if outcome is None:
+            return f"layer {layer} has not been brought up"
+        if outcome.status is LayerStatus.UP:
+            return None
+        if outcome.status is LayerStatus.DOWN:
+            return f"layer {layer} is down"
+        return outcome.skip_reason
+
+    def not_applicable(self) -> dict[str, str]:
+        return {name: reason for name, layer in self.layers.items() if (reason := layer.not_applicable())}
+
+    # --- plan ---
+    def plan(self, *, offline: bool = False) -> dict[str, list[PlannedCommand]]:
+        """Every changing command bring-up would run, per layer, in order; nothing is changed.
+
+        Live, each layer probes the host (read-only commands only); ``offline=True`` plans from a
+        fresh host (the seed's starting point) without any connection. Later layers are planned
+        against the host as it is now, so their plan assumes the earlier layers succeed as planned.
+        """
+        plans: dict[str, list[PlannedCommand]] = {}
+        for name, layer in self.layers.items():
+            if layer.not_applicable():
+                plans[name] = []
+                continue
+            if offline:
+                plans[name] = layer.plan(layer.fresh_state())
+            else:
+                if name == "preflight":
+                    layer.probe()  # versions (DPDK -> -a/-w) and the safety checks, read-only
+                plans[name] = layer.plan()
+        return plans
+
+    def down_plan(self) -> dict[str, list[PlannedCommand]]:
+        """What ``down`` would run, from the journals alone, in teardown order."""
+        return {name: self.layers[name].down_plan() for name in reversed(list(self.layers))}
+
+    # --- up / down ---
+    def up(self, assume_up: bool = False) -> dict[str, LayerOutcome]:
+        """Run (or with ``assume_up`` only verify) each layer once, in order; returns and saves the outcomes."""
+        self._outcomes = {}
+        stopped: LayerOutcome | None = None
+        for name, layer in self.layers.items():
+            blocker = self._blocker(layer)
+            if blocker is not None:
+                outcome = LayerOutcome(layer=name, status=LayerStatus.BROKEN, reason=blocker)
+            elif stopped is not None and not self.keep_going and not layer.not_applicable():
+                outcome = LayerOutcome(
+                    layer=name,
+                    status=LayerStatus.BROKEN,
+                    reason=f"not run: layer {stopped.layer} broke first ({stopped.reason})",
+                )
+            else:
+                outcome = run_layer(layer, assume_up=assume_up)
+            self._outcomes[name] = outcome
+            if outcome.status is LayerStatus.BROKEN and stopped is None:
+                stopped = outcome
+            self.save()
+        return self.outcomes
+
+    def _blocker(self, layer: Layer) -> str | None:
+        for req in layer.requires:
+            dep = self._outcomes.get(req)
+            if dep is None:
+                if req in self.layers:
+                    return f"requires {req}: it has not run"
+                continue  # a layer left out of this BringUp (layers=...) is the caller's business
+            if dep.status is LayerStatus.BROKEN:
+                return f"requires {req}: {dep.reason}"
+        return None
+
+    def down(self) -> dict[str, str]:
+        """Every layer's ``down`` in reverse order; errors are collected, not raised. Returns {layer: error}."""
+        errors: dict[str, str] = {}
+        for name in reversed(list(self.layers)):
+            layer = self.layers[name]
+            if layer.not_applicable():
+                continue
+            try:
+                layer.down()
+            except Exception as exc:  # keep going: the other layers still restore their part
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            outcome = self._outcomes.get(name) or LayerOutcome(layer=name)
+            outcome.status = LayerStatus.DOWN
+            outcome.reason = "taken down"
+            self._outcomes[name] = outcome
+        self.save()
+        return errors
+
+    # --- persistence ---
+    def save(self) -> None:
+        """Write bringup.json atomically (readers in other processes never see half a file)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        data: dict[str, Any] = {
+            "lab": self.lab.lab.name,
+            "updated": time.time(),
+            "versions": self.ctx.versions,
+            "outcomes": {name: outcome_to_dict(o) for name, o in self._outcomes.items()},
+        }
+        path = self.state_dir / STATE_FILE
+        tmp = path.with_suffix(f".{id(self)}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        tmp.replace(path)

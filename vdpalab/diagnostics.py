@@ -1,0 +1,193 @@
+"""What to look at when a datapath test fails, gathered in one go and attached to the report.
+
+``collect_diagnostics(lab, hosts, since_marker)`` returns named text sections: the
+host's kernel log since the marker, the tail of ovs-vswitchd.log, ``ovs-vsctl show``,
+the datapath flows, OpenFlow flows and port counters per bridge, each guest's
+links, addresses and neighbours, guest console logs when the lab keeps them, and
+the command history of every host involved.
+
+It must never make a bad situation worse: every command has a short timeout, a
+host that turns out unreachable is not asked again (one line says so), and no
+exception escapes. A dead guest costs one connect timeout, not one per command.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from vdpalab.config import Lab
+from vdpalab.errors import HostUnreachable
+from vdpalab.evidence import LogMarker, is_harmless_ovs_line, kernel_log_command, parse_kernel_log, records_after
+from vdpalab.hosts.base import CommandHistory, Host
+
+COMMAND_TIMEOUT = 8.0
+HISTORY_LIMIT = 200
+LOG_TAIL_LINES = 200
+SECTION_LIMIT = 100_000  # characters per section: a report stays readable
+
+OVS_LOG = (
+    'for f in "${OVS_LOGDIR:-/nonexistent}/ovs-vswitchd.log" /var/log/openvswitch/ovs-vswitchd.log; do '
+    f'if [ -r "$f" ]; then echo "== $f"; tail -n {LOG_TAIL_LINES} "$f"; exit 0; fi; done; '
+    'echo "no readable ovs-vswitchd.log (checked $OVS_LOGDIR and /var/log/openvswitch)"'
+)
+
+
+def _clip(text: str) -> str:
+    if len(text) <= SECTION_LIMIT:
+        return text
+    return f"[... {len(text) - SECTION_LIMIT} characters cut ...]\n" + text[-SECTION_LIMIT:]
+
+
+class _Collector:
+    """Runs commands on hosts for diagnostics; remembers which hosts are unreachable."""
+
+    def __init__(self, hosts: Mapping[str, Host], timeout: float) -> None:
+        self.hosts = hosts
+        self.timeout = timeout
+        self.dead: dict[str, str] = {}
+        self.sections: dict[str, str] = {}
+
+    def host(self, role: str) -> Host | None:
+        if role in self.dead:
+            return None
+        try:
+            return self.hosts[role]
+        except KeyError:
+            self.dead[role] = "not in this lab"
+        except Exception as exc:  # opening the connection failed
+            self.dead[role] = f"{type(exc).__name__}: {exc}"
+        return None
+
+    def run(self, role: str, command: str | list[str], title: str, *, post: Callable[[str], str] | None = None) -> None:
+        host = self.host(role)
+        if host is None:
+            self.sections[title] = f"(not collected: {role} unreachable: {self.dead.get(role)})"
+            return
+        try:
+            result = host.run(command, timeout=self.timeout)
+        except HostUnreachable as exc:
+            self.dead[role] = str(exc)
+            self.sections[title] = f"(not collected: {exc})"
+            return
+        except Exception as exc:  # a timeout or anything else: say it, go on
+            self.sections[title] = f"(not collected: {type(exc).__name__}: {exc})"
+            return
+        out = result.stdout
+        if post is not None:
+            try:
+                out = post(out)
+            except Exception as exc:
+                out = f"(could not post-process: {exc})\n{out}"
+        text = f"$ {host.shown(result.command)}\n{out.rstrip()}"
+        if result.stderr.strip():
+            text += f"\n[stderr]\n{result.stderr.rstrip()}"
+        if not result.ok:
+            text += f"\n[exit {result.rc}]"
+        self.sections[title] = _clip(text)
+
+
+def _label_ovs_log(text: str) -> str:
+    """Mark the seed's known-harmless IGMP flow-key errors so nobody chases them."""
+    return "\n".join(
+        f"{line}   <-- known harmless (IGMP flow key, see the seed)" if is_harmless_ovs_line(line) else line
+        for line in text.splitlines()
+    )
+
+
+def _since(marker: LogMarker) -> Callable[[str], str]:
+    def post(text: str) -> str:
+        if marker.kind != "dmesg":
+            return text
+        try:
+            return "\n".join(r.raw for r in records_after(parse_kernel_log(text), marker))
+        except Exception:
+            return text
+    return post
+
+
+def format_history(history: CommandHistory, since: float | None = None, limit: int = HISTORY_LIMIT) -> str:
+    """The host's command log (redacted), oldest first, last ``limit`` entries."""
+    entries = history.entries(since)
+    cut = len(entries) - limit
+    lines = [f"[{cut} older entries not shown]"] if cut > 0 else []
+    for e in entries[-limit:]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e.started)) + f".{int(e.started % 1 * 1000):03d}"
+        rc = "-" if e.rc is None else str(e.rc)
+        lines.append(f"{stamp} {e.duration:7.3f}s rc={rc:>3} {e.outcome:<11} {e.command}")
+    return "\n".join(lines) or "(no commands)"
+
+
+def console_logs(lab: Lab, state_dir: Path | None) -> dict[str, str]:
+    """Guest console logs the emulated lab keeps in its state dir (files named after the guest)."""
+    out: dict[str, str] = {}
+    if state_dir is None or not state_dir.is_dir():
+        return out
+    for guest in lab.guest:
+        for path in sorted(state_dir.rglob(f"*{guest.name}*")):
+            name = path.name.lower()
+            if path.is_file() and ("console" in name or "serial" in name):
+                try:
+                    lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                except OSError as exc:
+                    lines = [f"(unreadable: {exc})"]
+                out[f"{guest.name}: console {path.name}"] = _clip("\n".join(lines))
+    return out
+
+
+def collect_diagnostics(
+    lab: Lab,
+    hosts: Mapping[str, Host],
+    since_marker: LogMarker | None,
+    *,
+    timeout: float = COMMAND_TIMEOUT,
+    history_since: float | None = None,
+    state_dir: Path | None = None,
+) -> dict[str, str]:
+    """Named text sections for a failed test's report. Never raises; bounded by per-command timeouts.
+
+    ``hosts`` maps "host" and guest names to Hosts (a HostPool works). ``since_marker``
+    bounds the kernel log (None: from the start of the current boot's log).
+    ``history_since`` limits the command history to entries after that time
+    (e.g. the test's start); ``state_dir`` is where an emulated lab keeps console logs.
+    """
+    c = _Collector(hosts, timeout)
+    marker = since_marker or LogMarker.start("host")
+    c.run("host", kernel_log_command(marker), f"host: kernel log since {marker.describe()}", post=_since(marker))
+    c.run("host", OVS_LOG, "host: ovs-vswitchd.log (tail)", post=_label_ovs_log)
+    c.run("host", ["ovs-vsctl", "show"], "host: ovs-vsctl show")
+    c.run("host", ["ovs-appctl", "dpctl/dump-flows", "-m"], "host: ovs-appctl dpctl/dump-flows -m")
+    for bridge in lab.bridge:
+        c.run("host", ["ovs-ofctl", "--names", "-O", "OpenFlow14", "dump-ports", bridge.name],
+              f"host: dump-ports {bridge.name}")
+        c.run("host", ["ovs-ofctl", "--names", "-O", "OpenFlow14", "dump-flows", bridge.name],
+              f"host: dump-flows {bridge.name}")
+    for guest in lab.guest:
+        c.run(guest.name, f"ip -s link show {guest.interface}; ip addr show {guest.interface}; ip neigh show",
+              f"{guest.name}: links, addresses, neighbours")
+        if guest.kind == "libvirt":
+            c.run("host", ["tail", "-n", str(LOG_TAIL_LINES), f"/var/log/libvirt/qemu/{guest.name}.log"],
+                  f"{guest.name}: libvirt log")
+    try:
+        c.sections.update(console_logs(lab, state_dir))
+    except Exception as exc:
+        c.sections["guest consoles"] = f"(not collected: {exc})"
+    for role in ["host", *[g.name for g in lab.guest]]:
+        host = _opened(hosts, role)  # the history is local: also shown for a host that died
+        if host is not None:
+            c.sections[f"{role}: command history"] = format_history(host.history, history_since)
+    if c.dead:
+        c.sections["unreachable hosts"] = "\n".join(f"{role}: {why}" for role, why in c.dead.items())
+    return c.sections
+
+
+def _opened(hosts: Mapping[str, Host], role: str) -> Host | None:
+    """An already opened host (HostPool.opened), else the mapping's entry; never opens a new connection twice."""
+    opened = getattr(hosts, "opened", None)
+    if callable(opened):
+        return opened().get(role)
+    try:
+        return hosts[role]
+    except Exception:
+        return None

@@ -1,0 +1,236 @@
+"""One entry point for bringing an emulated lab up and down: the CLI and the test session both call it.
+
+``lab_up`` = the builder (namespaces, cables, OVS and sshd daemons: what a real host already has),
+then the bring-up layers over SSH (what the seed's procedure configures). ``lab_down`` is the
+reverse: the layers restore what they changed from their journals, then the builder removes the
+infrastructure. ``infra_up`` / ``infra_down`` are the builder alone, for callers (the session
+fixture) that run the layers themselves.
+
+``up`` is idempotent: on a lab that is up, the builder only probes and the layers find nothing to do.
+``down`` also cleans a lab left half-built by a crash: when the layers have journals to undo but the
+infrastructure is damaged (a daemon was killed), it is repaired first so the layers can reach it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vdpalab.config import Lab
+from vdpalab.errors import LabStateError
+from vdpalab.hosts.factory import HostPool
+
+Log = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    return None
+
+
+class Builder(Protocol):
+    """What a flavour's infrastructure builder offers (``netns_lab.EmulatedLab`` is the netns one)."""
+
+    def up(self) -> Any: ...
+
+    def down(self) -> list[str]: ...
+
+    def probe(self) -> Any: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def lock(self, timeout: float = 300.0) -> Any: ...
+
+
+# flavour -> "module:Class"; a flavour's module is imported only when a lab of that flavour is used
+BUILDERS: dict[str, str] = {
+    "netns": "vdpalab.emulated.netns_lab:EmulatedLab",
+}
+
+
+def builder_for(lab: Lab, log: Log | None = None) -> Builder:
+    """The infrastructure builder of an emulated lab; LabStateError for a hardware lab or an unknown flavour."""
+    if lab.emulated is None:
+        raise LabStateError(f"lab {lab.lab.name!r} is a hardware lab: there is no infrastructure to build")
+    target = BUILDERS.get(lab.emulated.flavour)
+    if target is None:
+        raise LabStateError(
+            f"lab {lab.lab.name!r}: no builder for emulated flavour {lab.emulated.flavour!r} "
+            f"(known: {', '.join(sorted(BUILDERS))})"
+        )
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(lab, log=log)  # type: ignore[no-any-return]
+
+
+def state_dir(lab: Lab) -> Path:
+    """Where the lab keeps keys, daemons' files and the layers' journals."""
+    from vdpalab.session import state_dir_of
+
+    return state_dir_of(lab)
+
+
+def _bringup(lab: Lab, hosts: HostPool) -> Any:
+    """The layers' BringUp, or None while ``vdpalab.bringup`` is not installed."""
+    try:
+        module = importlib.import_module("vdpalab.bringup")
+    except ModuleNotFoundError as exc:
+        if exc.name != "vdpalab.bringup":
+            raise
+        return None
+    return module.BringUp(lab, hosts, state_dir(lab))
+
+
+def _journals(lab: Lab) -> list[Path]:
+    """The layers' journals that still hold something to restore."""
+    directory = state_dir(lab) / "journal"
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.json") if p.stat().st_size > 2)
+
+
+def _touch(hosts: HostPool, name: str) -> None:
+    try:
+        hosts[name].run("true", timeout=10)
+    except Exception:  # left for the layer that needs the host to report
+        hosts.reset(name)
+
+
+@contextmanager
+def _warming(lab: Lab, hosts: HostPool) -> Iterator[None]:
+    """Connect to the guests in the background while the host's layers run.
+
+    A connection's first command costs ~70 ms (handshake plus the first session channel), mostly
+    waiting; the host's layers (preflight, hugepages, ovs) come first, so by the time the guests
+    layer needs its guests they are connected. Only for the netns flavour, whose guests' sshd is
+    infrastructure (up before any layer); a qemu guest exists only once the guests layer booted it.
+    """
+    if lab.emulated is None or lab.emulated.flavour != "netns" or not lab.guest:
+        yield
+        return
+    pool = ThreadPoolExecutor(len(lab.guest), thread_name_prefix="vdpalab-warm")
+    try:
+        for guest in lab.guest:
+            pool.submit(_touch, hosts, guest.name)
+        yield
+    finally:
+        pool.shutdown(wait=True)
+
+
+@dataclass
+class LabHandle:
+    """An emulated lab that is up: its builder, open hosts and what bring-up reported."""
+
+    lab: Lab
+    builder: Builder
+    hosts: HostPool
+    build: Any  # the builder's report (netns_lab.BuildReport)
+    outcomes: Mapping[str, Any] = field(default_factory=dict)  # layer name -> LayerOutcome
+    timings: dict[str, float] = field(default_factory=dict)
+    bringup_available: bool = True
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was built or configured (False: the lab was already up and only probed)."""
+        build_changed = bool(getattr(self.build, "changed", []))
+        return build_changed or any(getattr(o, "changed", False) for o in self.outcomes.values())
+
+    def close(self) -> None:
+        self.hosts.close()
+
+    def __enter__(self) -> LabHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def infra_up(lab: Lab, *, log: Log | None = None) -> Any:
+    """Build (or repair) the infrastructure only; returns the builder's report."""
+    return builder_for(lab, log).up()
+
+
+def infra_down(lab: Lab, *, log: Log | None = None) -> list[str]:
+    """Remove the infrastructure only (after the layers went down); returns what was removed."""
+    return builder_for(lab, log).down()
+
+
+def lab_up(lab: Lab, *, log: Log | None = None, layers: bool = True, assume_up: bool = False) -> LabHandle:
+    """Infrastructure, then the bring-up layers over SSH. The caller closes the handle's hosts."""
+    say = log or _quiet
+    builder = builder_for(lab, log)
+    timings: dict[str, float] = {}
+    with builder.lock():
+        t0 = time.monotonic()
+        build = builder.up()
+        timings["infra_s"] = time.monotonic() - t0
+        if getattr(build, "changed", None):
+            say(f"lab {lab.lab.name}: infrastructure: {len(build.changed)} change(s)")
+        hosts = HostPool(lab)
+        handle = LabHandle(lab, builder, hosts, build, timings=timings)
+        if layers:
+            bringup = _bringup(lab, hosts)
+            if bringup is None:
+                handle.bringup_available = False
+                say(f"lab {lab.lab.name}: vdpalab.bringup is not installed: infrastructure only")
+            else:
+                t1 = time.monotonic()
+                try:
+                    with _warming(lab, hosts):
+                        handle.outcomes = dict(bringup.up(assume_up=assume_up))
+                except Exception:
+                    hosts.close()
+                    raise
+                timings["layers_s"] = time.monotonic() - t1
+        timings["total_s"] = time.monotonic() - t0
+    return handle
+
+
+def lab_down(lab: Lab, *, log: Log | None = None) -> list[str]:
+    """Layers down (from their journals), then the infrastructure; works on a half-built lab too.
+
+    Returns what was done; raises LabStateError only after everything that could be cleaned was.
+    """
+    say = log or _quiet
+    builder = builder_for(lab, log)
+    done: list[str] = []
+    errors: list[str] = []
+    with builder.lock():
+        journals = _journals(lab)
+        if journals:
+            if not builder.probe().ok:
+                # a killed sshd or vswitchd: restart them so the layers can undo their changes over SSH
+                repaired = builder.up()
+                done += [f"repaired: {c}" for c in getattr(repaired, "changed", [])]
+            hosts = HostPool(lab)
+            try:
+                bringup = _bringup(lab, hosts)
+                if bringup is None:
+                    errors.append(f"layer journals {[p.name for p in journals]} remain but vdpalab.bringup is missing")
+                else:
+                    with _warming(lab, hosts):
+                        failed = bringup.down() or {}
+                    errors += [f"layer {name} down: {error}" for name, error in dict(failed).items()]
+                    done.append("layers down" + (f" ({len(failed)} with problems)" if failed else ""))
+            except Exception as exc:  # the infrastructure still goes away; the error is reported after
+                errors.append(f"layers down: {type(exc).__name__}: {exc}")
+            finally:
+                hosts.close()
+        done += builder.down()
+    for line in done:
+        say(f"lab {lab.lab.name}: {line}")
+    if errors:
+        raise LabStateError(f"lab {lab.lab.name}: down finished with problems: {'; '.join(errors)}")
+    return done
+
+
+def lab_status(lab: Lab) -> dict[str, Any]:
+    """The builder's probe plus which layers still hold journals (i.e. have changes to undo)."""
+    status = builder_for(lab).status()
+    status["journals"] = [p.stem for p in _journals(lab)]
+    return status

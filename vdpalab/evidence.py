@@ -1,0 +1,500 @@
+"""Evidence that the vDPA datapath really came up: the kernel log since a marker, and vq counters.
+
+The seed's proof is two mlx5_vdpa lines per VF when a guest starts::
+
+    mlx5_core 0000:07:00.2: mlx5_vdpa_set_status:1786:(pid 5077): performing device reset
+    mlx5_core 0000:07:00.2: mlx5_vdpa_handle_set_map:473:(pid 5086): memory map update
+
+"memory map update" is the essential one (no map, no traffic), but newer kernels
+no longer print it. Where it is absent the virtqueue counters stand in:
+``vdpa dev vstats show vdpaN qidx Q`` (received_desc / completed_desc) must rise
+while traffic flows. The verdict says which evidence it used.
+
+OVS logs ``internal error parsing flow key`` for IGMP multicast in the seed; the
+seed calls it harmless and so does this module (``is_harmless_ovs_line``).
+
+Layout: ``take_marker`` / ``read_kernel_log`` / ``read_vstats`` touch a host;
+everything else is a pure function over text or parsed records, self-tested
+against the seed's log and recorded real logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from vdpalab.errors import HostError, ParseError
+from vdpalab.hosts.base import Host
+
+MarkerKind = Literal["journal", "dmesg", "start"]
+SHORT = 10.0
+
+
+# ------------------------------------------------------------------------------------------ markers
+@dataclass(frozen=True)
+class LogMarker:
+    """Where "now" is in a host's kernel log, so later reads return only what came after.
+
+    ``journal``: a journald cursor; ``dmesg``: the last dmesg timestamp (seconds since
+    boot); ``start``: no marker could be taken (or none was), read from the start of
+    the log (the current boot).
+    """
+
+    kind: MarkerKind
+    value: str | float | None = None
+    host: str = ""
+    note: str = ""
+
+    @classmethod
+    def start(cls, host: str = "", note: str = "no marker taken: reading from the start of the log") -> LogMarker:
+        return cls("start", None, host, note)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LogMarker:
+        kind = data.get("kind")
+        if kind not in ("journal", "dmesg", "start"):
+            raise ValueError(f"not a log marker: kind={kind!r}")
+        return cls(kind, data.get("value"), str(data.get("host", "")), str(data.get("note", "")))
+
+    def describe(self) -> str:
+        if self.kind == "journal":
+            return f"journal cursor {self.value}"
+        if self.kind == "dmesg":
+            return f"dmesg after [{float(self.value or 0):.6f}]"
+        return "start of the log"
+
+
+_CURSOR_RE = re.compile(r"^-- cursor: (\S+)\s*$", re.MULTILINE)
+_DMESG_TS_RE = re.compile(r"^\[\s*(\d+\.\d+)\]")
+
+
+def parse_cursor(text: str) -> str | None:
+    """The cursor journalctl --show-cursor printed, if any ('-- No entries --' has none)."""
+    m = _CURSOR_RE.search(text)
+    return m.group(1) if m else None
+
+
+def last_dmesg_timestamp(text: str) -> float | None:
+    """The timestamp of the last ``[ seconds]`` line of plain ``dmesg``."""
+    for line in reversed(text.splitlines()):
+        m = _DMESG_TS_RE.match(line)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def take_marker(host: Host, timeout: float = SHORT) -> LogMarker:
+    """Mark the end of the kernel log now; call before the guests start (before bring-up).
+
+    Tries journald (``journalctl --show-cursor -n 0 -o short``), then the last
+    dmesg timestamp, then gives a ``start`` marker with the reason. Never raises
+    for a missing tool; a host that cannot be reached raises ``HostError``.
+    """
+    notes: list[str] = []
+    result = host.run("journalctl --show-cursor -n 0 -o short --no-pager", timeout=timeout)
+    cursor = parse_cursor(result.stdout)
+    if cursor:
+        return LogMarker("journal", cursor, host.name)
+    notes.append(f"journalctl gave no cursor ({(result.stdout + result.stderr).strip()[:120] or f'rc={result.rc}'})")
+    result = host.run("dmesg | tail -n 1", timeout=timeout)
+    if result.ok:
+        ts = last_dmesg_timestamp(result.stdout)
+        if ts is not None:
+            return LogMarker("dmesg", ts, host.name, "; ".join(notes))
+        if not result.stdout.strip():
+            return LogMarker("dmesg", 0.0, host.name, "; ".join([*notes, "dmesg ring buffer empty"]))
+    notes.append(f"dmesg unreadable ({result.stderr.strip()[:120] or f'rc={result.rc}'})")
+    return LogMarker.start(host.name, "; ".join(notes))
+
+
+def kernel_log_command(marker: LogMarker) -> str:
+    """The shell command that prints the kernel log since ``marker`` (dmesg is filtered afterwards)."""
+    if marker.kind == "journal":
+        return f"journalctl -k --no-pager -o short-precise --after-cursor={shlex.quote(str(marker.value))}"
+    if marker.kind == "dmesg":
+        return "dmesg"
+    return "journalctl -k -b --no-pager -o short-precise 2>/dev/null | grep -v '^-- No entries --$' || dmesg"
+
+
+@dataclass(frozen=True)
+class KernelRecord:
+    """One kernel log record: its (first) line number, timestamp when the format has one, and message."""
+
+    line_no: int
+    message: str
+    raw: str
+    uptime_s: float | None = None  # dmesg's [seconds since boot]
+    stamp: str | None = None  # a wall-clock stamp as printed (journal/syslog/dmesg -T)
+    ident: str | None = None  # syslog identifier (kernel, ovs-vswitchd, ...)
+
+
+@dataclass(frozen=True)
+class KernelLog:
+    """What was read since a marker, from which source."""
+
+    marker: LogMarker
+    command: str
+    text: str
+    records: list[KernelRecord]
+
+    @property
+    def source(self) -> str:
+        return self.marker.describe()
+
+
+_DMESG = re.compile(r"^\[\s*(?P<up>\d+\.\d+)\]\s?(?P<msg>.*)$")
+_DMESG_T = re.compile(r"^\[(?P<stamp>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})\]\s?(?P<msg>.*)$")
+_SYSLOG = re.compile(
+    r"^(?P<stamp>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?)|"
+    r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:?\d\d|Z)?))"
+    r" (?P<host>\S+) (?P<ident>[^\s:\[]+)(?:\[\d+\])?: (?P<msg>.*)$"
+)
+
+
+def parse_kernel_log(text: str) -> list[KernelRecord]:
+    """dmesg (plain or -T), journalctl short/short-iso/short-precise and /var/log/messages lines.
+
+    A line that starts none of these formats continues the previous record (a
+    mail client wrapped it): it is joined with one space. journalctl's '-- ... --'
+    banner lines are skipped. Pure: no I/O.
+    """
+    records: list[dict[str, Any]] = []
+    for line_no, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        if line.startswith("-- ") and line.endswith(" --"):
+            continue
+        if m := _DMESG.match(line):
+            records.append({"line_no": line_no, "message": m.group("msg"), "raw": line,
+                            "uptime_s": float(m.group("up"))})
+        elif m := _DMESG_T.match(line):
+            records.append({"line_no": line_no, "message": m.group("msg"), "raw": line, "stamp": m.group("stamp")})
+        elif m := _SYSLOG.match(line):
+            records.append({"line_no": line_no, "message": m.group("msg"), "raw": line, "stamp": m.group("stamp"),
+                            "ident": m.group("ident")})
+        elif records:
+            records[-1]["message"] += " " + line.strip()
+            records[-1]["raw"] += "\n" + line
+        else:
+            raise ParseError("kernel-log", "first line is neither dmesg, journalctl nor syslog format", line_no, line)
+    return [KernelRecord(**r) for r in records]
+
+
+def records_after(records: Iterable[KernelRecord], marker: LogMarker) -> list[KernelRecord]:
+    """Apply a dmesg marker (journal cursors are applied by journalctl itself)."""
+    if marker.kind != "dmesg":
+        return list(records)
+    after = float(marker.value or 0.0)
+    return [r for r in records if r.uptime_s is None or r.uptime_s > after]
+
+
+def read_kernel_log(host: Host, marker: LogMarker, timeout: float = 20.0) -> KernelLog:
+    """The host's kernel log since ``marker``; raises HostError when it cannot be read at all."""
+    command = kernel_log_command(marker)
+    result = host.run(command, timeout=timeout)
+    if not result.ok and not result.stdout.strip():
+        why = result.stderr.strip()[-300:]
+        raise HostError(host.name, command, f"cannot read the kernel log (rc={result.rc}): {why}")
+    records = records_after(parse_kernel_log(result.stdout), marker)
+    text = result.stdout if marker.kind != "dmesg" else "\n".join(r.raw for r in records)
+    return KernelLog(marker, command, text, records)
+
+
+# ------------------------------------------------------------------------------------ mlx5 events
+EventKind = Literal["reset", "map-update", "error", "warning", "other"]
+
+_MLX5 = re.compile(
+    r"mlx5_core (?P<pci>[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): "
+    r"(?P<func>[A-Za-z_][\w]*):(?P<line>\d+):\(pid (?P<pid>\d+)\):?\s*(?:(?P<level>warning|error):?\s*)?(?P<msg>.*)$"
+)
+
+
+@dataclass(frozen=True)
+class Mlx5Event:
+    """One mlx5_core driver line about a PCI function, classified."""
+
+    pci: str
+    function: str
+    pid: int
+    level: str | None
+    message: str
+    kind: EventKind
+    record: KernelRecord
+
+    @property
+    def vdpa(self) -> bool:
+        return self.function.startswith("mlx5_vdpa") or "virtqueue" in self.function
+
+
+def _kind(func: str, level: str | None, msg: str) -> EventKind:
+    if "performing device reset" in msg:
+        return "reset"
+    if "memory map update" in msg:
+        return "map-update"
+    lowered = msg.lower()
+    if level == "error" or any(w in lowered for w in ("error", "failed", "timeout")):
+        return "error"
+    if level == "warning":
+        return "warning"
+    return "other"
+
+
+def mlx5_events(records: Iterable[KernelRecord]) -> list[Mlx5Event]:
+    """Every mlx5_core 'func:line:(pid N)' line, in log order."""
+    out: list[Mlx5Event] = []
+    for rec in records:
+        m = _MLX5.search(rec.message)
+        if m:
+            out.append(Mlx5Event(
+                pci=m.group("pci").lower(), function=m.group("func"), pid=int(m.group("pid")),
+                level=m.group("level"), message=m.group("msg").strip(),
+                kind=_kind(m.group("func"), m.group("level"), m.group("msg")), record=rec,
+            ))
+    return out
+
+
+_HARMLESS_OVS = re.compile(r"internal error parsing flow key .*(?:proto=2\b|dst=224\.0\.0\.)")
+
+
+def is_harmless_ovs_line(line: str) -> bool:
+    """The seed's 'internal error parsing flow key' for IGMP multicast (proto=2, 224.0.0.x): harmless."""
+    return bool(_HARMLESS_OVS.search(line))
+
+
+# ------------------------------------------------------------------------------------------ vstats
+@dataclass(frozen=True)
+class VqStats:
+    """``vdpa dev vstats show DEV qidx Q``: one virtqueue's descriptor counters."""
+
+    device: str
+    qidx: int
+    queue_type: str | None
+    received_desc: int | None
+    completed_desc: int | None
+
+
+_VSTATS_TEXT = re.compile(r"^(?P<dev>\S+): (?P<body>queue_type .*)$")
+
+
+def parse_vstats(text: str, qidx: int) -> VqStats:
+    """Text (``vdpa dev vstats show``) or JSON (``vdpa -j ...``) output; raises ParseError otherwise.
+
+    Text::  vdpa-a: queue_type tx received_desc 321812 completed_desc 321812
+    JSON::  {"vstats":{"vdpa-a":{"queue_type":"rx","received_desc":114855,"completed_desc":114617}}}
+    """
+    kind = "vdpa-vstats"
+    body = text.strip()
+    if not body:
+        raise ParseError(kind, "empty output")
+    if body.startswith("{"):
+        try:
+            doc = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise ParseError(kind, f"not valid JSON ({exc.msg})", 1, body.splitlines()[0]) from None
+        stats = doc.get("vstats") if isinstance(doc, dict) else None
+        if not isinstance(stats, dict) or len(stats) != 1:
+            raise ParseError(kind, "expected {'vstats': {DEV: {...}}}")
+        (device, values), = stats.items()
+        if not isinstance(values, dict):
+            raise ParseError(kind, f"vstats.{device} is not an object")
+
+        def num(key: str) -> int | None:
+            v = values.get(key)
+            if v is None:
+                return None
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ParseError(kind, f"vstats.{device}.{key} is not an integer: {v!r}")
+            return v
+
+        return VqStats(device, qidx, values.get("queue_type"), num("received_desc"), num("completed_desc"))
+    for line_no, line in enumerate(body.splitlines(), start=1):
+        m = _VSTATS_TEXT.match(line.strip())
+        if not m:
+            continue
+        tokens = m.group("body").split()
+        if len(tokens) % 2:
+            raise ParseError(kind, "odd number of name/value tokens", line_no, line)
+        pairs = dict(zip(tokens[::2], tokens[1::2], strict=True))
+        numbers: dict[str, int | None] = {}
+        for key in ("received_desc", "completed_desc"):
+            v = pairs.get(key)
+            if v is not None and not v.isdigit():
+                raise ParseError(kind, f"{key} {v!r} is not a number", line_no, line)
+            numbers[key] = None if v is None else int(v)
+        return VqStats(m.group("dev"), qidx, pairs.get("queue_type"), numbers["received_desc"],
+                       numbers["completed_desc"])
+    raise ParseError(kind, "no 'DEV: queue_type ...' line", 1, body.splitlines()[0])
+
+
+def vstats_argv(device: str, qidx: int) -> list[str]:
+    return ["vdpa", "-j", "dev", "vstats", "show", device, "qidx", str(qidx)]
+
+
+def read_vstats(host: Host, device: str, qidx: int, timeout: float = SHORT) -> VqStats | str:
+    """The counters, or a string saying why they are unavailable (old iproute2, driver without stats)."""
+    try:
+        result = host.run(vstats_argv(device, qidx), timeout=timeout)
+    except HostError as exc:
+        return f"{device} qidx {qidx}: {exc}"
+    if not result.ok:
+        return f"{device} qidx {qidx}: `{' '.join(vstats_argv(device, qidx))}` failed: " \
+               f"{(result.stderr or result.stdout).strip()[-200:] or f'rc={result.rc}'}"
+    try:
+        return parse_vstats(result.stdout, qidx)
+    except ParseError as exc:
+        return f"{device} qidx {qidx}: {exc}"
+
+
+# ----------------------------------------------------------------------------------------- verdict
+EvidenceSource = Literal["kernel-log", "vstats", "none"]
+
+VSTATS_QUEUES = (0, 1)  # receiveq1 and transmitq1
+
+
+@dataclass(frozen=True)
+class VdpaDeviceRef:
+    """A vdpa device as the lab declares it: its name (for vstats) and the VF it sits on (for the log)."""
+
+    name: str
+    vf_pci: str
+
+
+@dataclass
+class DeviceEvidence:
+    device: VdpaDeviceRef
+    resets: list[Mlx5Event] = field(default_factory=list)
+    map_updates: list[Mlx5Event] = field(default_factory=list)
+    problems_seen: list[Mlx5Event] = field(default_factory=list)  # mlx5 warnings/errors for this VF
+    vstats: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # qidx -> (recv Δ, completed Δ)
+    vstats_unavailable: str | None = None
+    source: EvidenceSource = "none"
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def summary(self) -> str:
+        name = f"{self.device.name} (VF {self.device.vf_pci})"
+        if self.failure:
+            return f"{name}: FAILED: {self.failure}"
+        if self.source == "kernel-log":
+            return (f"{name}: kernel log shows {len(self.resets)} device reset(s) and "
+                    f"{len(self.map_updates)} memory map update(s)")
+        rising = ", ".join(f"qidx {q}: received_desc +{r}, completed_desc +{c}" for q, (r, c) in self.vstats.items())
+        return (f"{name}: {len(self.resets)} device reset(s) logged; no 'memory map update' line (newer kernels "
+                f"omit it), vq counters rose during traffic ({rising})")
+
+
+@dataclass
+class EvidenceReport:
+    devices: list[DeviceEvidence]
+    marker: str
+    harmless_ovs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.devices) and all(d.ok for d in self.devices)
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({d.source for d in self.devices})
+
+    @property
+    def source(self) -> str:
+        """'kernel-log', 'vstats', 'kernel-log+vstats' (mixed per device) or 'none'."""
+        used = [s for s in self.sources if s != "none"]
+        return "+".join(used) if used else "none"
+
+    def warnings(self) -> list[str]:
+        out = []
+        for dev in self.devices:
+            for ev in dev.problems_seen:
+                out.append(f"{dev.device.vf_pci}: {ev.function}: {ev.level or ev.kind}: {ev.message}")
+        return out
+
+    def message(self) -> str:
+        head = (f"vDPA evidence from {self.source} (log since {self.marker})" if self.ok
+                else f"vDPA evidence missing (log since {self.marker})")
+        lines = [head, *(f"  {d.summary()}" for d in self.devices)]
+        if not self.devices:
+            lines.append("  the lab declares no vdpa devices")
+        warnings = self.warnings()
+        if warnings:
+            lines.append(f"  mlx5 warnings/errors on these VFs ({len(warnings)}, reported, not judged):")
+            lines += [f"    {w}" for w in warnings[:20]]
+        if self.harmless_ovs:
+            lines.append(f"  ignored {len(self.harmless_ovs)} harmless OVS 'internal error parsing flow key' "
+                         "line(s) for IGMP (the seed's known case)")
+        return "\n".join(lines)
+
+
+def needs_vstats(devices: Sequence[VdpaDeviceRef], events: Sequence[Mlx5Event]) -> list[VdpaDeviceRef]:
+    """The devices whose VF has no 'memory map update' line: their evidence must come from vq counters."""
+    mapped = {e.pci for e in events if e.kind == "map-update"}
+    return [d for d in devices if d.vf_pci.lower() not in mapped]
+
+
+def judge_vdpa_evidence(
+    devices: Sequence[VdpaDeviceRef],
+    events: Sequence[Mlx5Event],
+    vstats_before: Mapping[tuple[str, int], VqStats | str] | None = None,
+    vstats_after: Mapping[tuple[str, int], VqStats | str] | None = None,
+    *,
+    queues: Sequence[int] = VSTATS_QUEUES,
+    marker: str = "start of the log",
+    ovs_lines: Iterable[str] = (),
+) -> EvidenceReport:
+    """Per VF: a device reset is required; then a memory map update, or else vq counters that rose.
+
+    ``vstats_before``/``after`` map (device, qidx) to counters, or to the reason they
+    are unavailable. mlx5 warnings and errors on the VF are reported, not judged (the
+    traffic tests judge the datapath itself).
+    """
+    report = EvidenceReport([], marker, [ln for ln in ovs_lines if is_harmless_ovs_line(ln)])
+    for dev in devices:
+        pci = dev.vf_pci.lower()
+        ev = DeviceEvidence(dev)
+        mine = [e for e in events if e.pci == pci]
+        ev.resets = [e for e in mine if e.kind == "reset"]
+        ev.map_updates = [e for e in mine if e.kind == "map-update"]
+        ev.problems_seen = [e for e in mine if e.kind in ("error", "warning")]
+        report.devices.append(ev)
+        if not ev.resets:
+            ev.failure = (f"no 'performing device reset' from mlx5_vdpa for VF {dev.vf_pci} since the marker "
+                          "(the guest did not start on this VF, or it started before the marker)")
+            continue
+        if ev.map_updates:
+            ev.source = "kernel-log"
+            continue
+        before, after = vstats_before or {}, vstats_after or {}
+        unavailable = []
+        for q in queues:
+            b, a = before.get((dev.name, q)), after.get((dev.name, q))
+            if isinstance(b, str) or isinstance(a, str) or b is None or a is None:
+                unavailable.append(b if isinstance(b, str) else a if isinstance(a, str) else f"qidx {q} not read")
+                continue
+            recv = None if a.received_desc is None or b.received_desc is None else a.received_desc - b.received_desc
+            done = None if a.completed_desc is None or b.completed_desc is None else a.completed_desc - b.completed_desc
+            ev.vstats[q] = (recv, done)
+        if unavailable:
+            ev.vstats_unavailable = "; ".join(unavailable)
+            ev.failure = ("no 'memory map update' line for this VF and the vq counters are unavailable: "
+                          + ev.vstats_unavailable)
+            continue
+        flat = [(q, r, c) for q, (r, c) in ev.vstats.items() if not (r and r > 0 and c and c > 0)]
+        if flat:
+            detail = ", ".join(f"qidx {q}: received_desc {'+' if r is not None else ''}{r}, "
+                               f"completed_desc {'+' if c is not None else ''}{c}" for q, r, c in flat)
+            ev.failure = f"no 'memory map update' line and the vq counters did not rise during traffic ({detail})"
+            continue
+        ev.source = "vstats"
+    return report

@@ -1,0 +1,135 @@
+"""Tables of the history store (SQLAlchemy Core, one schema for SQLite and PostgreSQL).
+
+Every column that is part of a unique key is NOT NULL (a NULL never equals another NULL,
+so it would let duplicates in). Times are epoch seconds as double precision: exact round
+trips, cheap comparisons for ``--since``, no time zone ambiguity.
+
+Bump ``SCHEMA_VERSION`` when a table changes and add a step to ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", Float, nullable=False),
+    Column("vdpalab_version", String(32), nullable=False, default=""),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(128), primary_key=True),
+    Column("started", Float, nullable=False),
+    Column("ended", Float),
+    Column("status", String(16), nullable=False, default="incomplete"),
+    Column("suite_revision", String(64)),
+    Column("pytest_args", Text, nullable=False, default="[]"),  # JSON list
+    Column("updated", Float, nullable=False),
+    Index("ix_runs_started", "started"),
+)
+
+fingerprints = Table(
+    "fingerprints",
+    metadata,
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("lab", String(64), primary_key=True),
+    Column("host", String(255)),
+    Column("kernel", String(128)),
+    Column("nic_firmware", String(128)),
+    Column("components", Text, nullable=False, default="{}"),  # JSON object component -> version|null
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("lab", String(64), nullable=False, default=""),
+    Column("test_id", String(512), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("duration", Float, nullable=False, default=0.0),
+    Column("message", Text, nullable=False, default=""),
+    Column("diagnostics", Text, nullable=False, default="{}"),  # JSON object name -> text
+    Column("started", Float),
+    UniqueConstraint("run_id", "lab", "test_id", name="uq_outcomes"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("lab", String(64), nullable=False, default=""),
+    Column("test_id", String(512), nullable=False),
+    Column("metric", String(128), nullable=False),
+    Column("params_key", String(1024), nullable=False, default="{}"),
+    Column("trial", Integer, nullable=False, default=0),
+    Column("value", Float),
+    Column("unit", String(32), nullable=False, default=""),
+    Column("better", String(8)),
+    Column("n_samples", Integer, nullable=False, default=0),
+    Column("stdev", Float),
+    Column("min", Float),
+    Column("max", Float),
+    Column("samples", Text, nullable=False, default="[]"),  # JSON list, at most MAX_STORED_SAMPLES
+    Column("started", Float),
+    Column("ended", Float),
+    Column("recorded", Float, nullable=False),
+    UniqueConstraint("run_id", "lab", "test_id", "metric", "params_key", "trial", name="uq_results"),
+    Index("ix_results_series", "lab", "metric", "test_id"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("cmd_key", String(40), nullable=False),  # sha1 of lab, host, started, command
+    Column("lab", String(64), nullable=False, default=""),
+    Column("host", String(255), nullable=False),
+    Column("command", Text, nullable=False),
+    Column("rc", Integer),
+    Column("started", Float, nullable=False),
+    Column("duration", Float, nullable=False, default=0.0),
+    UniqueConstraint("run_id", "cmd_key", name="uq_commands"),
+)
+
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("lab", String(64), nullable=False, default=""),
+    Column("test_id", String(512), nullable=False),
+    Column("metric", String(128), nullable=False),
+    Column("params_key", String(1024), nullable=False, default="{}"),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expected", Text, nullable=False, default=""),
+    Column("seen", Float),
+    Column("unit", String(32), nullable=False, default=""),
+    Column("message", Text, nullable=False, default=""),
+    UniqueConstraint("run_id", "lab", "test_id", "metric", "params_key", "kind", name="uq_verdicts"),
+)
+
+#: version -> list of SQL statements that bring version-1 to version (none yet).
+MIGRATIONS: dict[int, list[str]] = {}

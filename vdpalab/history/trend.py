@@ -1,0 +1,372 @@
+"""Trend over the history: change detection with ``jumpavg`` (FD.io CSIT's detector).
+
+Each series is (lab, test, metric, parameter set), one point per run, in run start order.
+Points are classified with ``jumpavg.classify``: it splits the series into groups of
+minimal description length and marks each group that starts a new average as a
+``regression`` or a ``progression`` relative to the previous group.
+
+How the values are fed to jumpavg (it assumes bigger is better and values in [0, max]):
+
+* higher-is-better: the value itself;
+* lower-is-better (rtt, loss): reflected, ``ceiling - value`` with ``ceiling`` above every
+  value seen, so a drop in goodness is still a regression and the spacing of the values
+  (hence jumpavg's resolution) is unchanged;
+* a failed run (the test failed/errored without a value, or the whole run failed) counts
+  as 0 goodness, as CSIT counts it: it shows up as a severe regression;
+* no known direction: the value itself; new groups are reported as ``change``, never as
+  a regression (but an all-failed group still is one).
+
+Cost: ``jumpavg.classify`` is quadratic in the number of points (about 20 ms for 90
+points, 0.3 s for 365, in CPython), so by default only the newest ``DEFAULT_WINDOW`` (90)
+points of a series are classified, like a dashboard's recent period; the chart shows the
+older points shaded. ``window=0`` classifies everything. Series are classified and charted
+in worker processes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal
+
+import jumpavg
+import numpy as np
+import pandas as pd
+
+from vdpalab.history.store import HistoryStore
+from vdpalab.results import default_better
+
+DEFAULT_WINDOW = 90
+Kind = Literal["regression", "progression", "change"]
+
+
+@dataclass(frozen=True)
+class Point:
+    run_id: str
+    started: float
+    value: float  # NaN for a failed run
+    failed: bool
+    kernel: str | None = None
+    firmware: str | None = None
+
+    @property
+    def env(self) -> str:
+        """What the chart groups points by: kernel and NIC firmware of the lab in that run."""
+        return f"{self.kernel or 'kernel ?'} · fw {self.firmware or '?'}"
+
+
+@dataclass(frozen=True)
+class Group:
+    start: int  # index of the first point (in the whole series)
+    end: int  # one past the last point
+    avg: float  # mean of the measured (non-failed) values; NaN if all failed
+    comment: str  # jumpavg's comment mapped to the metric's direction: normal/regression/progression/change
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    index: int
+    run_id: str
+    started: float
+    kind: Kind
+    before: float
+    after: float
+
+    @property
+    def delta_pct(self) -> float:
+        if math.isnan(self.before) or math.isnan(self.after) or self.before == 0:
+            return math.nan
+        return (self.after - self.before) / abs(self.before) * 100.0
+
+
+@dataclass
+class SeriesTrend:
+    lab: str
+    test_id: str
+    metric: str
+    params_key: str
+    unit: str
+    better: str | None
+    points: list[Point]
+    groups: list[Group] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    window_start: int = 0
+    chart: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.lab, self.test_id, self.metric, self.params_key)
+
+    @property
+    def params_text(self) -> str:
+        params = json.loads(self.params_key or "{}")
+        return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+    @property
+    def label(self) -> str:
+        params = f" [{self.params_text}]" if self.params_text else ""
+        return f"{self.lab} {self.test_id} {self.metric}{params}"
+
+    @property
+    def last_status(self) -> str:
+        return self.groups[-1].comment if self.groups else "no data"
+
+    @property
+    def regressed(self) -> bool:
+        """The newest group is a regression: what makes ``vdpalab trend`` exit 1."""
+        return self.last_status == "regression"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_since(text: str | None, *, now: float | None = None) -> float | None:
+    """``30d``, ``12h``, ``2w``, ``90m`` (ago) or an ISO date/time -> epoch seconds."""
+    if not text:
+        return None
+    import time
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
+        return (time.time() if now is None else now) - float(m.group(1)) * scale
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r}: expected an ISO date (2026-01-31) or an age like 30d, 12h, 2w")
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return ts.timestamp()
+
+
+def _glob(frame: pd.DataFrame, column: str, pattern: str | None) -> pd.DataFrame:
+    if not pattern:
+        return frame
+    if any(ch in pattern for ch in "*?["):
+        values = frame[column].astype(str).unique()
+        keep = {v for v in values if fnmatch.fnmatchcase(v, pattern)}
+        return frame[frame[column].isin(keep)]
+    return frame[frame[column] == pattern]
+
+
+def load_series(
+    store: HistoryStore,
+    *,
+    lab: str | None = None,
+    metric: str | None = None,
+    test: str | None = None,
+    since: float | None = None,
+) -> list[SeriesTrend]:
+    """Every selected series with its points (measured values and failed runs), oldest first.
+
+    ``lab``, ``metric`` and ``test`` accept shell globs (``'*rtt*'``).
+    """
+    res = store.results_frame(since=since)
+    res = _glob(_glob(_glob(res, "lab", lab), "metric", metric), "test_id", test)
+    if res.empty:
+        return []
+    keys = ["lab", "test_id", "metric", "params_key"]
+    measured = (
+        res.groupby(["run_id", *keys], sort=False, dropna=False)
+        .agg(value=("value", "mean"), run_started=("run_started", "first"), unit=("unit", "last"),
+             better=("better", "last"))
+        .reset_index()
+    )
+    measured["failed"] = False
+    series_meta = measured.groupby(keys, sort=False).agg(unit=("unit", "last"), better=("better", "last")).reset_index()
+
+    runs = store.runs_frame(since=since)
+    failed_parts = []
+    outs = store.outcomes_frame(since=since)
+    if not outs.empty:
+        bad = outs[outs["outcome"].isin(["failed", "error"])][["run_id", "run_started", "lab", "test_id"]]
+        failed_parts.append(bad.merge(series_meta[keys], on=["lab", "test_id"]))
+    if not runs.empty:
+        dead = runs[(runs["status"] == "failed") & runs["lab"].notna()][["run_id", "started", "lab"]]
+        dead = dead.rename(columns={"started": "run_started"})
+        failed_parts.append(dead.merge(series_meta[keys], on=["lab"]))
+    frames = [measured[["run_id", "run_started", *keys, "value", "failed"]]]
+    if failed_parts:
+        fails = pd.concat(failed_parts, ignore_index=True).drop_duplicates(["run_id", *keys])
+        have = measured[["run_id", *keys]].assign(_have=True)
+        fails = fails.merge(have, on=["run_id", *keys], how="left")
+        fails = fails[fails["_have"].isna()].drop(columns="_have")
+        if not fails.empty:
+            fails = fails.assign(value=math.nan, failed=True)
+            frames.append(fails[["run_id", "run_started", *keys, "value", "failed"]])
+    allpts = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    env = runs[["run_id", "lab", "kernel", "nic_firmware"]].drop_duplicates(["run_id", "lab"])
+    allpts = allpts.merge(env, on=["run_id", "lab"], how="left")
+    allpts = allpts.sort_values(["run_started", "run_id"], kind="stable")
+
+    meta = {tuple(row[:4]): (row[4], row[5]) for row in series_meta.itertuples(index=False, name=None)}
+    out: list[SeriesTrend] = []
+    for key, grp in allpts.groupby(keys, sort=True):
+        unit, better = meta[key]
+        better = better if isinstance(better, str) and better else default_better(key[2])
+        points = [
+            Point(r, float(s), float(v), bool(f), k if isinstance(k, str) else None,
+                  fw if isinstance(fw, str) else None)
+            for r, s, v, f, k, fw in zip(grp["run_id"].tolist(), grp["run_started"].tolist(), grp["value"].tolist(),
+                                         grp["failed"].tolist(), grp["kernel"].tolist(), grp["nic_firmware"].tolist(),
+                                         strict=True)
+        ]
+        out.append(SeriesTrend(lab=key[0], test_id=key[1], metric=key[2], params_key=key[3],
+                               unit=unit if isinstance(unit, str) else "", better=better, points=points))
+    return out
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def goodness(values: Sequence[float], failed: Sequence[bool], better: str | None) -> list[float]:
+    """Values on jumpavg's scale (>= 0, bigger is better); failed points are 0."""
+    ok = [v for v, f in zip(values, failed, strict=True) if not f and not math.isnan(v)]
+    if not ok:
+        return [0.0] * len(values)
+    lo = min(0.0, min(ok))
+    hi = max(ok)
+    span = (hi - lo) or (abs(hi) or 1.0)
+    if better == "lower":
+        ceiling = hi + span
+        return [0.0 if f or math.isnan(v) else ceiling - v for v, f in zip(values, failed, strict=True)]
+    return [0.0 if f or math.isnan(v) else v - lo for v, f in zip(values, failed, strict=True)]
+
+
+def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW) -> SeriesTrend:
+    """Fill ``groups``/``anomalies``/``window_start`` of one series with jumpavg's verdict."""
+    pts = trend.points
+    n = len(pts)
+    start = max(0, n - window) if window and window > 0 else 0
+    part = pts[start:]
+    if not part:
+        return replace(trend, groups=[], anomalies=[], window_start=start)
+    values = [p.value for p in part]
+    failed = [p.failed for p in part]
+    g = goodness(values, failed, trend.better)
+    if max(g) <= 0.0:  # all failed (or all zero): one group, nothing to compare
+        worked_before = any(not p.failed for p in pts[:start])
+        comment = "regression" if all(failed) and worked_before else "normal"
+        groups = [Group(start, n, math.nan if all(failed) else 0.0, comment, sum(failed))]
+        return replace(trend, groups=groups, anomalies=[], window_start=start)
+    glist = jumpavg.classify(g)
+    groups: list[Group] = []
+    anomalies: list[Anomaly] = []
+    i = start
+    for group in glist:
+        size = len(group.run_list)
+        seg = part[i - start:i - start + size]
+        measured = [p.value for p in seg if not p.failed]
+        avg = float(np.mean(measured)) if measured else math.nan
+        comment = group.comment
+        all_failed = not measured
+        if comment in ("regression", "progression") and trend.better not in ("higher", "lower"):
+            comment = "regression" if all_failed else "change"
+        groups.append(Group(i, i + size, avg, comment, len(seg) - len(measured)))
+        if comment != "normal":
+            before = groups[-2].avg if len(groups) > 1 else math.nan
+            anomalies.append(Anomaly(i, pts[i].run_id, pts[i].started, comment, before, avg))  # type: ignore[arg-type]
+        i += size
+    return replace(trend, groups=groups, anomalies=anomalies, window_start=start)
+
+
+# --------------------------------------------------------------------------- the whole analysis
+
+
+def chart_name(trend: SeriesTrend) -> str:
+    digest = hashlib.sha1("\0".join(trend.key).encode()).hexdigest()[:8]
+    test = trend.test_id.rsplit("::", 1)[-1]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{trend.lab}__{test}__{trend.metric}")[:100]
+    return f"{slug}__{digest}.png"
+
+
+def _work(chunk: list[SeriesTrend], window: int, out_dir: str | None, charts: str,
+          dpi: int) -> list[tuple[list[Group], list[Anomaly], int, str | None]]:
+    """Worker: classify a chunk of series and draw their charts (in a child process).
+
+    Returns only what classification adds (not the points), to keep the pickling cheap.
+    """
+    from vdpalab.reports.charts import trend_chart
+
+    done = []
+    for trend in chunk:
+        t = classify_series(trend, window)
+        if out_dir is not None and (charts == "all" or (charts == "anomalies" and t.anomalies)):
+            path = Path(out_dir) / chart_name(t)
+            path.write_bytes(trend_chart(t, dpi=dpi))
+            t.chart = path.name
+        done.append((t.groups, t.anomalies, t.window_start, t.chart))
+    return done
+
+
+def analyze(
+    series: Iterable[SeriesTrend],
+    *,
+    window: int = DEFAULT_WINDOW,
+    out_dir: str | os.PathLike[str] | None = None,
+    charts: Literal["all", "anomalies", "none"] = "all",
+    workers: int | None = None,
+    dpi: int = 72,
+) -> list[SeriesTrend]:
+    """Classify every series (and draw its chart into ``out_dir``), in parallel processes."""
+    import multiprocessing
+
+    items = list(series)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    target = None if out_dir is None or charts == "none" else str(out_dir)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    if workers <= 1 or len(items) < 8 or "fork" not in multiprocessing.get_all_start_methods():
+        parts = [(items, _work(items, window, target, charts, dpi))]
+    else:
+        # Interleaved chunks: each worker gets a similar mix of long and short series.
+        chunks = [c for c in (items[k::workers * 3] for k in range(workers * 3)) if c]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+            futures = [(c, pool.submit(_work, c, window, target, charts, dpi)) for c in chunks]
+            parts = [(c, f.result()) for c, f in futures]
+    done: dict[tuple[str, str, str, str], SeriesTrend] = {}
+    for chunk, outcome in parts:
+        for trend, (groups, anomalies, start, chart) in zip(chunk, outcome, strict=True):
+            done[trend.key] = replace(trend, groups=groups, anomalies=anomalies, window_start=start, chart=chart)
+    return [done[t.key] for t in items]
+
+
+def trend_frame(trends: Sequence[SeriesTrend]) -> pd.DataFrame:
+    rows = []
+    for t in trends:
+        last = t.groups[-1] if t.groups else None
+        rows.append({
+            "lab": t.lab, "test_id": t.test_id, "metric": t.metric, "params": t.params_key, "unit": t.unit,
+            "better": t.better or "", "points": len(t.points), "failed_points": sum(p.failed for p in t.points),
+            "classified_from": t.window_start, "groups": len(t.groups), "last_status": t.last_status,
+            "last_group_avg": last.avg if last else math.nan,
+            "last_group_runs": (last.end - last.start) if last else 0,
+            "regressions": sum(a.kind == "regression" for a in t.anomalies),
+            "progressions": sum(a.kind == "progression" for a in t.anomalies),
+            "chart": t.chart or "",
+        })
+    return pd.DataFrame(rows)
+
+
+def anomalies_frame(trends: Sequence[SeriesTrend]) -> pd.DataFrame:
+    from vdpalab.results import iso
+
+    rows = [{
+        "lab": t.lab, "test_id": t.test_id, "metric": t.metric, "params": t.params_key, "index": a.index,
+        "run_id": a.run_id, "started": iso(a.started), "kind": a.kind, "before": a.before, "after": a.after,
+        "delta_pct": a.delta_pct, "kernel": t.points[a.index].kernel, "firmware": t.points[a.index].firmware,
+        "is_last_group": a.index == (t.groups[-1].start if t.groups else -1),
+    } for t in trends for a in t.anomalies]
+    return pd.DataFrame(rows, columns=["lab", "test_id", "metric", "params", "index", "run_id", "started", "kind",
+                                       "before", "after", "delta_pct", "kernel", "firmware", "is_last_group"])

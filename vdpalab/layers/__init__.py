@@ -1,0 +1,52 @@
+"""Bring-up layers, in the seed's order: preflight, hugepages, sriov, switchdev, vdpa, ovs, guests.
+
+Each layer has ``probe`` / ``plan`` / ``up`` / ``verify`` / ``down`` (see ``base.Layer``);
+``vdpalab.bringup.BringUp`` runs them in order and records their outcomes.
+"""
+
+from vdpalab.layers.base import (
+    Evidence,
+    Journal,
+    Layer,
+    LayerContext,
+    LayerOutcome,
+    LayerStatus,
+    PlannedCommand,
+    outcome_from_dict,
+    outcome_to_dict,
+    run_layer,
+)
+from vdpalab.layers.guests import Guests
+from vdpalab.layers.hugepages import Hugepages
+from vdpalab.layers.ovs import Ovs
+from vdpalab.layers.preflight import Preflight
+from vdpalab.layers.sriov import Sriov
+from vdpalab.layers.switchdev import Switchdev
+from vdpalab.layers.vdpa import Vdpa
+
+LAYER_CLASSES: dict[str, type[Layer]] = {
+    cls.name: cls for cls in (Preflight, Hugepages, Sriov, Switchdev, Vdpa, Ovs, Guests)
+}
+LAYER_ORDER: tuple[str, ...] = tuple(LAYER_CLASSES)
+
+__all__ = [
+    "LAYER_CLASSES",
+    "LAYER_ORDER",
+    "Evidence",
+    "Guests",
+    "Hugepages",
+    "Journal",
+    "Layer",
+    "LayerContext",
+    "LayerOutcome",
+    "LayerStatus",
+    "Ovs",
+    "PlannedCommand",
+    "Preflight",
+    "Sriov",
+    "Switchdev",
+    "Vdpa",
+    "outcome_from_dict",
+    "outcome_to_dict",
+    "run_layer",
+]

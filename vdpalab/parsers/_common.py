@@ -1,0 +1,231 @@
+"""Helpers shared by the parsers: line handling, strict numbers, JSON loading, dataclass -> JSON.
+
+Every parser reports what it cannot understand through :class:`ParseError` with the 1-based line
+number and the line itself, so a nightly log line is enough to find the culprit in a recorded file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from vdpalab.errors import ParseError
+
+# A shell prompt such as "[root@c83g155 ~]# " or "root@tester03:~# " at the start of a pasted line.
+PROMPT_RE = re.compile(r"^\s*(?:\[[^\]\n]*\][#$]|[\w.@-]+:[^\s#$]*[#$])\s?")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+
+
+def normalize(text: str) -> str:
+    """Drop a byte-order mark and turn CRLF/CR line ends into LF; the rest is left alone."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def numbered(text: str) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line) for every line, without the line end."""
+    yield from enumerate(text.split("\n"), start=1)
+
+
+def content_lines(kind: str, text: str) -> list[tuple[int, str]]:
+    """Numbered non-blank lines; an input with none is an error (an empty paste is never a result)."""
+    lines = [(n, ln) for n, ln in numbered(normalize(text)) if ln.strip()]
+    if not lines:
+        raise ParseError(kind, "empty input")
+    return lines
+
+
+def to_int(kind: str, token: str, line_no: int | None, line: str | None, what: str = "number") -> int:
+    """A decimal integer, or ParseError naming the line."""
+    t = token.strip()
+    if not re.fullmatch(r"[+-]?\d+", t):
+        raise ParseError(kind, f"{what} {t!r} is not an integer", line_no, line)
+    return int(t)
+
+
+def to_counter(kind: str, token: str, line_no: int | None, line: str | None, what: str = "counter") -> int | None:
+    """A counter: an integer, or None for OVS's '?' (unknown is not zero)."""
+    if token.strip() == "?":
+        return None
+    return to_int(kind, token, line_no, line, what)
+
+
+def to_float(kind: str, token: str, line_no: int | None, line: str | None, what: str = "number") -> float:
+    """A decimal number, or ParseError naming the line."""
+    t = token.strip()
+    if not re.fullmatch(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", t):
+        raise ParseError(kind, f"{what} {t!r} is not a number", line_no, line)
+    return float(t)
+
+
+def to_bool_word(kind: str, token: str, line_no: int | None, line: str | None, what: str = "flag") -> bool:
+    """on/off, yes/no, true/false as printed by ethtool, iproute2 and friends."""
+    t = token.strip().lower()
+    if t in ("on", "yes", "true"):
+        return True
+    if t in ("off", "no", "false"):
+        return False
+    raise ParseError(kind, f"{what} {token!r} is neither on/off, yes/no nor true/false", line_no, line)
+
+
+def check_mac(kind: str, token: str, line_no: int | None, line: str | None) -> str:
+    """A colon-separated 6-byte MAC address (a paste cut inside one is caught here)."""
+    if not _MAC_RE.match(token):
+        raise ParseError(kind, f"{token!r} is not a MAC address", line_no, line)
+    return token.lower()
+
+
+def _line_of_offset(text: str, pos: int) -> tuple[int, str]:
+    line_no = text.count("\n", 0, pos) + 1
+    return line_no, text.split("\n")[line_no - 1]
+
+
+def load_json(kind: str, text: str, *, keep_duplicates: bool = False) -> Any:
+    """json.loads with the error turned into ParseError at the right line.
+
+    ``keep_duplicates`` makes every object a list of (key, value) pairs so that outputs which repeat
+    a key (iproute2 vdpa vstats prints "name"/"value" pairs) lose nothing.
+    """
+    hook: Callable[[list[tuple[str, Any]]], Any] | None = (lambda pairs: _Pairs(pairs)) if keep_duplicates else None
+    try:
+        return json.loads(text, object_pairs_hook=hook) if hook else json.loads(text)
+    except json.JSONDecodeError as exc:
+        line_no, line = _line_of_offset(text, exc.pos)
+        raise ParseError(kind, f"not valid JSON ({exc.msg})", line_no, line) from None
+    except RecursionError:
+        raise ParseError(kind, "JSON nested too deeply") from None
+
+
+class _Pairs(list):
+    """A JSON object kept as its ordered (key, value) pairs (duplicates preserved)."""
+
+
+def is_pairs(value: Any) -> bool:
+    return isinstance(value, _Pairs)
+
+
+def pairs_to_dict(value: Any) -> Any:
+    """Turn kept pairs back into plain dicts (last duplicate wins), recursively."""
+    if isinstance(value, _Pairs):
+        return {k: pairs_to_dict(v) for k, v in value}
+    if isinstance(value, list):
+        return [pairs_to_dict(v) for v in value]
+    return value
+
+
+def looks_like_json(text: str) -> bool:
+    s = text.lstrip()
+    return s.startswith("{") or s.startswith("[")
+
+
+def expect_type(kind: str, value: Any, typ: type | tuple[type, ...], what: str) -> Any:
+    """A JSON value of the expected shape, or ParseError (no line: JSON was valid, its content was not)."""
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ParseError(kind, f"{what}: expected {getattr(typ, '__name__', typ)}, got {type(value).__name__}")
+    return value
+
+
+def json_int(kind: str, value: Any, what: str) -> int | None:
+    """An integer field of a JSON output (None when absent)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParseError(kind, f"{what}: expected an integer, got {value!r}")
+    return value
+
+
+def json_num(kind: str, value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParseError(kind, f"{what}: expected a number, got {value!r}")
+    return float(value)
+
+
+def json_str(kind: str, value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ParseError(kind, f"{what}: expected a string, got {value!r}")
+    return value
+
+
+def json_bool(kind: str, value: Any, what: str) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise ParseError(kind, f"{what}: expected true/false, got {value!r}")
+    return value
+
+
+def split_top(text: str, sep: str = ",", opens: str = "([{", closes: str = ")]}") -> list[str]:
+    """Split on ``sep`` outside brackets and double quotes; None-safe for nested OVS flow syntax."""
+    out: list[str] = []
+    depth = 0
+    quote = False
+    start = 0
+    i = 0
+    n = len(text)
+    ls = len(sep)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            quote = not quote
+        elif not quote:
+            if c in opens:
+                depth += 1
+            elif c in closes:
+                depth -= 1
+            elif depth == 0 and text.startswith(sep, i):
+                out.append(text[start:i])
+                i += ls
+                start = i
+                continue
+        i += 1
+    out.append(text[start:])
+    return out
+
+
+def balanced(text: str) -> bool:
+    """True when (), [] and {} pair up outside double quotes."""
+    stack: list[str] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    quote = False
+    for c in text:
+        if c == '"':
+            quote = not quote
+        elif quote:
+            continue
+        elif c in "([{":
+            stack.append(c)
+        elif c in ")]}" and (not stack or stack.pop() != pairs[c]):
+            return False
+    return not stack and not quote
+
+
+def jsonable(obj: Any, exclude: Iterable[str] = ()) -> Any:
+    """dataclasses.asdict for the JSON of ``vdpalab parse``: tuples become lists, ``exclude`` drops fields."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        skip = set(exclude)
+        out = {}
+        for f in dataclasses.fields(obj):
+            if f.name in skip or f.metadata.get("json") is False:
+                continue
+            out[f.metadata.get("json_name", f.name)] = jsonable(getattr(obj, f.name))
+        return out
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any) -> Any:
+    """The default JSON view of a parser's result."""
+    return jsonable(obj)

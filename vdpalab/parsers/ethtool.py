@@ -1,0 +1,113 @@
+"""``ethtool -k IF`` (offload features, whole or grepped) and ``ethtool -i IF`` (driver information)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vdpalab.errors import ParseError
+from vdpalab.parsers._common import content_lines, to_bool_word
+
+ETHTOOL_K = "ethtool-k"
+ETHTOOL_I = "ethtool-i"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """``on`` is the active state; ``fixed`` means it cannot change; ``requested`` is what was asked
+    when it differs from the active state ('[requested on]'), else None."""
+
+    on: bool
+    fixed: bool
+    requested: bool | None
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class EthtoolFeatures:
+    interface: str | None
+    features: dict[str, Feature]
+
+    def is_on(self, name: str) -> bool | None:
+        f = self.features.get(name)
+        return None if f is None else f.on
+
+
+_HEADER = re.compile(r"^Features for (\S+):$")
+_FEATURE = re.compile(r"^(?P<indent>\s*)(?P<name>[\w-]+): (?P<state>on|off)(?: \[(?P<note>[^\]]+)\])?\s*$")
+
+
+def parse_ethtool_k(text: str) -> EthtoolFeatures:
+    kind = ETHTOOL_K
+    iface = None
+    feats: dict[str, Feature] = {}
+    parent = None
+    for idx, (line_no, line) in enumerate(content_lines(kind, text)):
+        if idx == 0 and (m := _HEADER.match(line.strip())):
+            iface = m.group(1)
+            continue
+        m = _FEATURE.match(line)
+        if not m:
+            raise ParseError(kind, "expected 'feature: on|off [fixed|requested on|off]'", line_no, line)
+        note = m.group("note")
+        fixed = False
+        requested = None
+        if note == "fixed":
+            fixed = True
+        elif note in ("requested on", "requested off"):
+            requested = note.endswith("on")
+        elif note == "not requested":
+            requested = False
+        elif note is not None:
+            raise ParseError(kind, f"unknown note [{note}]", line_no, line)
+        name = m.group("name")
+        indented = bool(m.group("indent"))
+        if name in feats:
+            raise ParseError(kind, f"feature {name} printed twice", line_no, line)
+        feats[name] = Feature(on=m.group("state") == "on", fixed=fixed, requested=requested,
+                              parent=parent if indented else None)
+        if not indented:
+            parent = name
+    return EthtoolFeatures(interface=iface, features=feats)
+
+
+@dataclass(frozen=True)
+class EthtoolInfo:
+    """``ethtool -i``; an empty value (``firmware-version: ``) is None."""
+
+    driver: str | None
+    version: str | None
+    firmware_version: str | None
+    expansion_rom_version: str | None
+    bus_info: str | None
+    supports_statistics: bool | None
+    supports_test: bool | None
+    supports_eeprom_access: bool | None
+    supports_register_dump: bool | None
+    supports_priv_flags: bool | None
+
+
+_I_KEYS = {
+    "driver", "version", "firmware-version", "expansion-rom-version", "bus-info", "supports-statistics",
+    "supports-test", "supports-eeprom-access", "supports-register-dump", "supports-priv-flags",
+}
+
+
+def parse_ethtool_i(text: str) -> EthtoolInfo:
+    kind = ETHTOOL_I
+    values: dict[str, str | bool | None] = {}
+    for line_no, line in content_lines(kind, text):
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep or key not in _I_KEYS:
+            raise ParseError(kind, "expected one of ethtool -i's 'key: value' lines", line_no, line)
+        if key in values:
+            raise ParseError(kind, f"{key} printed twice", line_no, line)
+        v = value.strip()
+        if key.startswith("supports-"):
+            values[key] = to_bool_word(kind, v, line_no, line, key)
+        else:
+            values[key] = v or None
+    if "driver" not in values:
+        raise ParseError(kind, "no 'driver:' line")
+    return EthtoolInfo(**{k.replace("-", "_"): values.get(k) for k in sorted(_I_KEYS)})  # type: ignore[arg-type]

@@ -1,0 +1,479 @@
+"""Open vSwitch outputs: ``ovs-ofctl dump-ports``, ``ovs-vsctl show``, ``ovs-vsctl get ... other_config``,
+``ovs-appctl dpctl/dump-flows``.
+
+OVS prints '?' for a counter the datapath does not know (DPDK ports leave frame/over/crc unknown):
+that becomes None, never 0, so a judge cannot mistake "not counted" for "nothing dropped".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from vdpalab.errors import ParseError
+from vdpalab.parsers._common import balanced, content_lines, normalize, numbered, split_top, to_counter, to_int
+
+DUMP_PORTS = "dump-ports"
+VSCTL_SHOW = "vsctl-show"
+OTHER_CONFIG = "other-config"
+DUMP_FLOWS = "dump-flows"
+
+
+# --------------------------------------------------------------------------------------- dump-ports
+@dataclass(frozen=True)
+class PortStats:
+    """One port of ``ovs-ofctl dump-ports``; None where OVS printed '?' or nothing."""
+
+    rx_packets: int | None
+    rx_bytes: int | None
+    rx_dropped: int | None
+    rx_errors: int | None
+    rx_frame: int | None
+    rx_over: int | None
+    rx_crc: int | None
+    tx_packets: int | None
+    tx_bytes: int | None
+    tx_dropped: int | None
+    tx_errors: int | None
+    tx_collisions: int | None
+    duration_s: float | None
+    custom: dict[str, int | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DumpPorts:
+    """``ovs-ofctl [-O OpenFlow1x] dump-ports BR``: ports by name as printed (LOCAL, ens2f0_0, "3")."""
+
+    ports: dict[str, PortStats]
+    openflow_version: str | None = None
+
+
+_PORTS_HEADER = re.compile(r"^OFPST_PORT reply(?: \((OF[\d.]+)\))?(?: \(xid=0x[0-9a-fA-F]+\))?: (\d+) ports?\s*$")
+_PORT_LINE = re.compile(r'^\s*port\s+("?)([^":]+?)\1:\s*(rx\s.*)$')
+_RX_KEYS = {"pkts": "rx_packets", "bytes": "rx_bytes", "drop": "rx_dropped", "errs": "rx_errors",
+            "frame": "rx_frame", "over": "rx_over", "crc": "rx_crc"}
+_TX_KEYS = {"pkts": "tx_packets", "bytes": "tx_bytes", "drop": "tx_dropped", "errs": "tx_errors",
+            "coll": "tx_collisions"}
+_DURATION = re.compile(r"^\s*duration=(\?|\d+(?:\.\d+)?)s\s*$")
+_RFC2819 = re.compile(r"^\s*(rx|tx) rfc2819 (.*)$")
+
+
+def _kv_counters(kind: str, body: str, line_no: int, line: str, *, trailing_comma: bool) -> dict[str, int | None]:
+    """'a=1, b=?, c=3' -> {a: 1, b: None, c: 3}; OVS ends custom lines with a comma, so a missing one means a cut."""
+    text = body.strip()
+    if trailing_comma:
+        if not text.endswith(","):
+            raise ParseError(kind, "counter line does not end with ',' (output cut?)", line_no, line)
+        text = text[:-1]
+    out: dict[str, int | None] = {}
+    for part in text.split(","):
+        part = part.strip()
+        name, eq, value = part.partition("=")
+        if not eq or not name or not re.fullmatch(r"[\w.:-]+", name):
+            raise ParseError(kind, f"expected NAME=VALUE, got {part!r}", line_no, line)
+        out[name] = to_counter(kind, value, line_no, line, name)
+    return out
+
+
+def parse_dump_ports(text: str) -> DumpPorts:
+    """Parse ``ovs-ofctl dump-ports``; the header's port count must match the ports read (a cut paste fails)."""
+    kind = DUMP_PORTS
+    lines = content_lines(kind, text)
+    first_no, first = lines[0]
+    m = _PORTS_HEADER.match(first.strip())
+    if not m:
+        raise ParseError(kind, "expected the 'OFPST_PORT reply ... N ports' header", first_no, first)
+    of_version, expected = m.group(1), int(m.group(2))
+    ports: dict[str, dict] = {}
+    current: dict | None = None
+    in_custom = False
+    for line_no, line in lines[1:]:
+        pm = _PORT_LINE.match(line)
+        if pm:
+            name = pm.group(2).strip()
+            if name in ports:
+                raise ParseError(kind, f"port {name!r} printed twice", line_no, line)
+            rx = pm.group(3)[2:].strip()
+            counters = _kv_counters(kind, rx, line_no, line, trailing_comma=False)
+            missing = set(_RX_KEYS) - set(counters)
+            if missing or set(counters) - set(_RX_KEYS):
+                raise ParseError(kind, f"rx counters incomplete or unknown (missing {sorted(missing)})", line_no, line)
+            current = {_RX_KEYS[k]: v for k, v in counters.items()}
+            current["custom"] = {}
+            current["_tx"] = False
+            ports[name] = current
+            in_custom = False
+            continue
+        if current is None:
+            raise ParseError(kind, "counter line before any 'port' line", line_no, line)
+        s = line.strip()
+        if s.startswith("tx ") and not s.startswith("tx rfc2819"):
+            counters = _kv_counters(kind, s[3:], line_no, line, trailing_comma=False)
+            missing = set(_TX_KEYS) - set(counters)
+            if missing or set(counters) - set(_TX_KEYS):
+                raise ParseError(kind, f"tx counters incomplete or unknown (missing {sorted(missing)})", line_no, line)
+            current.update({_TX_KEYS[k]: v for k, v in counters.items()})
+            current["_tx"] = True
+            in_custom = False
+            continue
+        dm = _DURATION.match(line)
+        if dm:
+            current["duration_s"] = None if dm.group(1) == "?" else float(dm.group(1))
+            in_custom = False
+            continue
+        rm = _RFC2819.match(line)
+        if rm:
+            for k, v in _kv_counters(kind, rm.group(2), line_no, line, trailing_comma=True).items():
+                current["custom"][f"{rm.group(1)}_rfc2819_{k}"] = v
+            in_custom = False
+            continue
+        if s == "CUSTOM Statistics":
+            in_custom = True
+            continue
+        if in_custom:
+            current["custom"].update(_kv_counters(kind, s, line_no, line, trailing_comma=True))
+            continue
+        raise ParseError(kind, "unexpected line", line_no, line)
+    last_no, last = lines[-1]
+    if len(ports) != expected:
+        raise ParseError(kind, f"header announces {expected} ports but {len(ports)} were read (output cut?)",
+                         last_no, last)
+    result: dict[str, PortStats] = {}
+    for name, raw in ports.items():
+        if not raw.pop("_tx"):
+            raise ParseError(kind, f"port {name!r} has no tx line (output cut?)", last_no, last)
+        raw.setdefault("duration_s", None)
+        result[name] = PortStats(**raw)
+    return DumpPorts(ports=result, openflow_version=of_version)
+
+
+# ------------------------------------------------------------------------------- OVSDB maps/values
+def _ovsdb_atom(kind: str, text: str, i: int, line_no: int, line: str) -> tuple[str, int]:
+    """Read one OVSDB atom (a "quoted string" with C escapes, or a bare token) starting at ``i``."""
+    n = len(text)
+    if i < n and text[i] == '"':
+        out = []
+        i += 1
+        while i < n:
+            c = text[i]
+            if c == "\\":
+                if i + 1 >= n:
+                    break
+                nxt = text[i + 1]
+                out.append({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
+                i += 2
+                continue
+            if c == '"':
+                return "".join(out), i + 1
+            out.append(c)
+            i += 1
+        raise ParseError(kind, "unterminated quoted string (output cut?)", line_no, line)
+    j = i
+    while j < n and text[j] not in ",}= ":
+        j += 1
+    if j == i:
+        raise ParseError(kind, f"expected a value at column {i + 1}", line_no, line)
+    return text[i:j], j
+
+
+def parse_ovsdb_map(kind: str, text: str, line_no: int, line: str) -> dict[str, str]:
+    """'{a="1", b=x}' -> {'a': '1', 'b': 'x'}: OVSDB quotes only values that need it."""
+    s = text.strip()
+    if not (s.startswith("{") and s.endswith("}")):
+        raise ParseError(kind, "expected an OVSDB map {key=value, ...} (output cut?)", line_no, line)
+    body = s[1:-1]
+    out: dict[str, str] = {}
+    i = 0
+    n = len(body)
+    while i < n:
+        while i < n and body[i] == " ":
+            i += 1
+        if i >= n:
+            break
+        key, i = _ovsdb_atom(kind, body, i, line_no, line)
+        if i >= n or body[i] != "=":
+            raise ParseError(kind, f"key {key!r} without '=value'", line_no, line)
+        value, i = _ovsdb_atom(kind, body, i + 1, line_no, line)
+        if key in out:
+            raise ParseError(kind, f"key {key!r} twice in one map", line_no, line)
+        out[key] = value
+        while i < n and body[i] == " ":
+            i += 1
+        if i < n:
+            if body[i] != ",":
+                raise ParseError(kind, f"expected ',' after {key}={value!r}", line_no, line)
+            i += 1
+            if i >= n:
+                raise ParseError(kind, "map ends with ','", line_no, line)
+    return out
+
+
+def _ovsdb_scalar(kind: str, text: str, line_no: int, line: str) -> str:
+    s = text.strip()
+    if s.startswith('"'):
+        value, end = _ovsdb_atom(kind, s, 0, line_no, line)
+        if s[end:].strip():
+            raise ParseError(kind, "text after a quoted value", line_no, line)
+        return value
+    return s
+
+
+# ----------------------------------------------------------------------------------- other_config
+@dataclass(frozen=True)
+class OtherConfig:
+    """``ovs-vsctl get Open_vSwitch . other_config``: values unquoted, as OVSDB holds them."""
+
+    other_config: dict[str, str]
+
+
+def parse_other_config(text: str) -> OtherConfig:
+    """Parse the one-line map; an error line ('ovs-vsctl: ... database connection failed') raises."""
+    kind = OTHER_CONFIG
+    lines = content_lines(kind, text)
+    if len(lines) != 1:
+        line_no, line = lines[1]
+        raise ParseError(kind, "expected a single {...} line", line_no, line)
+    line_no, line = lines[0]
+    if line.startswith("ovs-vsctl:"):
+        raise ParseError(kind, "ovs-vsctl reported an error instead of a map", line_no, line)
+    return OtherConfig(other_config=parse_ovsdb_map(kind, line, line_no, line))
+
+
+# ------------------------------------------------------------------------------------ vsctl show
+@dataclass(frozen=True)
+class Interface:
+    type: str | None
+    options: dict[str, str]
+    error: str | None
+    other: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Port:
+    interfaces: dict[str, Interface]
+    other: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Bridge:
+    datapath_type: str | None
+    ports: dict[str, Port]
+    other: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VsctlShow:
+    """``ovs-vsctl show``; an interface's ``type`` is None when OVS printed none (a system port).
+
+    ``ovs_version`` is None when the database has none (a daemon started by hand, not by ovs-ctl).
+    """
+
+    uuid: str
+    ovs_version: str | None
+    bridges: dict[str, Bridge]
+    other: dict[str, str] = field(default_factory=dict)
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _name(kind: str, raw: str, line_no: int, line: str) -> str:
+    raw = raw.strip()
+    if raw.startswith('"'):
+        return _ovsdb_scalar(kind, raw, line_no, line)
+    if not raw or " " in raw:
+        raise ParseError(kind, f"bad name {raw!r}", line_no, line)
+    return raw
+
+
+def parse_vsctl_show(text: str) -> VsctlShow:
+    """Parse by indentation (0 uuid, 4 Bridge/ovs_version, 8 Port/bridge keys, 12 Interface, 16 interface keys)."""
+    kind = VSCTL_SHOW
+    lines = content_lines(kind, text)
+    first_no, first = lines[0]
+    if not _UUID.match(first.strip()) or first != first.lstrip():
+        raise ParseError(kind, "expected the Open_vSwitch UUID on the first line", first_no, first)
+    uuid = first.strip()
+    bridges: dict[str, dict] = {}
+    top_other: dict[str, str] = {}
+    version: str | None = None
+    bridge = port = iface = None
+    for line_no, line in lines[1:]:
+        if "\t" in line[: len(line) - len(line.lstrip())]:
+            raise ParseError(kind, "tab in indentation", line_no, line)
+        indent = len(line) - len(line.lstrip(" "))
+        s = line.strip()
+        if version is not None:
+            raise ParseError(kind, "text after the ovs_version line", line_no, line)
+        key, sep, value = s.partition(": ") if not s.endswith(":") else (s[:-1], ":", "")
+        if indent == 4:
+            if s.startswith("Bridge "):
+                name = _name(kind, s[7:], line_no, line)
+                bridge = {"datapath_type": None, "ports": {}, "other": {}}
+                bridges[name] = bridge
+                port = iface = None
+            elif key == "ovs_version" and sep:
+                version = _ovsdb_scalar(kind, value, line_no, line)
+            elif sep or s.startswith("Manager "):
+                top_other[key if sep else s] = value
+            else:
+                raise ParseError(kind, "unexpected line at bridge level", line_no, line)
+        elif indent == 8:
+            if bridge is None:
+                raise ParseError(kind, "port-level line outside a bridge", line_no, line)
+            if s.startswith("Port "):
+                name = _name(kind, s[5:], line_no, line)
+                port = {"interfaces": {}, "other": {}, "line_no": line_no, "line": line}
+                bridge["ports"][name] = port
+                iface = None
+            elif key == "datapath_type" and sep:
+                bridge["datapath_type"] = _ovsdb_scalar(kind, value, line_no, line)
+            elif sep or s.startswith("Controller "):
+                bridge["other"][key if sep else s] = value
+            else:
+                raise ParseError(kind, "unexpected line at port level", line_no, line)
+        elif indent == 12:
+            if port is None:
+                raise ParseError(kind, "interface-level line outside a port", line_no, line)
+            if s.startswith("Interface "):
+                name = _name(kind, s[10:], line_no, line)
+                iface = {"type": None, "options": {}, "error": None, "other": {}}
+                port["interfaces"][name] = iface
+            elif sep:
+                port["other"][key] = value
+            elif bridge is not None and s.startswith(("is_connected", "role")):
+                bridge["other"][s] = ""
+            else:
+                raise ParseError(kind, "unexpected line at interface level", line_no, line)
+        elif indent >= 16:
+            if iface is None:
+                if bridge is not None and port is None:  # Controller/Manager details
+                    bridge["other"][key] = value
+                    continue
+                raise ParseError(kind, "interface detail outside an interface", line_no, line)
+            if not sep:
+                raise ParseError(kind, "expected 'key: value'", line_no, line)
+            if key == "type":
+                iface["type"] = _ovsdb_scalar(kind, value, line_no, line)
+            elif key == "options":
+                iface["options"] = parse_ovsdb_map(kind, value, line_no, line)
+            elif key == "error":
+                iface["error"] = _ovsdb_scalar(kind, value, line_no, line)
+            else:
+                iface["other"][key] = value
+        else:
+            raise ParseError(kind, f"unexpected indentation {indent}", line_no, line)
+    out: dict[str, Bridge] = {}
+    for bname, b in bridges.items():
+        ports = {}
+        for pname, p in b["ports"].items():
+            if not p["interfaces"]:
+                raise ParseError(kind, f"port {pname!r} of bridge {bname!r} has no Interface line (output cut?)",
+                                 p["line_no"], p["line"])
+            ports[pname] = Port(interfaces={k: Interface(**v) for k, v in p["interfaces"].items()}, other=p["other"])
+        out[bname] = Bridge(datapath_type=b["datapath_type"], ports=ports, other=b["other"])
+    return VsctlShow(uuid=uuid, ovs_version=version, bridges=out, other=top_other)
+
+
+# ------------------------------------------------------------------------------------ dump-flows
+@dataclass(frozen=True)
+class Flow:
+    """One datapath flow; ``offloaded`` is None when the line has no 'offloaded:' field.
+
+    ``offload_state`` keeps the word as printed: OVS-DPDK says 'partial' for a flow whose match is
+    in hardware but whose actions are not; ``offloaded`` is True only for 'yes'.
+    """
+
+    match: str
+    packets: int
+    bytes: int
+    used: str
+    used_s: float | None
+    flags: str | None
+    offloaded: bool | None
+    dp: str | None
+    actions: str
+    ufid: str | None = None
+    thread: str | None = None
+    dp_extra_info: str | None = None
+    offload_state: str | None = None
+
+
+@dataclass(frozen=True)
+class DumpFlows:
+    """``ovs-appctl dpctl/dump-flows [-m] [type=...]`` (or ``ovs-dpctl dump-flows``); no flows is a valid answer."""
+
+    flows: list[Flow]
+
+
+_FLOW_KEYS = ("packets", "bytes", "used", "flags", "offloaded", "dp", "actions", "dp-extra-info", "ufid")
+_USED = re.compile(r"^(?:never|\d+(?:\.\d+)?s)$")
+
+
+def parse_dump_flows(text: str) -> DumpFlows:
+    """Split each flow at top-level ', ' so nested parentheses and commas in match/actions survive."""
+    kind = DUMP_FLOWS
+    flows: list[Flow] = []
+    thread: str | None = None
+    for line_no, line in numbered(normalize(text)):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("flow-dump from "):
+            thread = s[len("flow-dump from "):].rstrip(":")
+            continue
+        if not balanced(s):
+            raise ParseError(kind, "unbalanced parentheses (output cut?)", line_no, line)
+        parts = split_top(s, ", ")
+        fields: dict[str, str] = {}
+        match_parts: list[str] = []
+        i = 0
+        while i < len(parts):
+            part = parts[i]
+            key, colon, value = part.partition(":")
+            if colon and key in _FLOW_KEYS and not (key == "ufid" and i > 0):
+                if key == "actions":
+                    rest = [value]
+                    i += 1
+                    while i < len(parts) and not parts[i].startswith("dp-extra-info:"):
+                        rest.append(parts[i])
+                        i += 1
+                    fields["actions"] = ", ".join(rest)
+                    continue
+                if key in fields:
+                    raise ParseError(kind, f"field {key!r} twice", line_no, line)
+                fields[key] = value
+            elif fields.keys() - {"ufid"}:
+                raise ParseError(kind, f"unexpected field {part!r}", line_no, line)
+            else:
+                match_parts.append(part)
+            i += 1
+        for need in ("packets", "bytes", "used", "actions"):
+            if need not in fields:
+                raise ParseError(kind, f"flow without '{need}:' (output cut?)", line_no, line)
+        if not match_parts:
+            raise ParseError(kind, "flow without a match", line_no, line)
+        if not fields["actions"]:
+            raise ParseError(kind, "empty actions (output cut?)", line_no, line)
+        used = fields["used"]
+        if not _USED.match(used):
+            raise ParseError(kind, f"used {used!r} is neither 'never' nor seconds", line_no, line)
+        off = fields.get("offloaded")
+        if off not in (None, "yes", "no", "partial"):
+            raise ParseError(kind, f"offloaded {off!r} is not yes/no/partial", line_no, line)
+        flows.append(Flow(
+            match=", ".join(match_parts),
+            packets=to_int(kind, fields["packets"], line_no, line, "packets"),
+            bytes=to_int(kind, fields["bytes"], line_no, line, "bytes"),
+            used=used,
+            used_s=None if used == "never" else float(used[:-1]),
+            flags=fields.get("flags"),
+            offloaded=None if off is None else off == "yes",
+            dp=fields.get("dp"),
+            actions=fields["actions"],
+            ufid=fields.get("ufid"),
+            thread=thread,
+            dp_extra_info=fields.get("dp-extra-info"),
+            offload_state=off,
+        ))
+    return DumpFlows(flows=flows)

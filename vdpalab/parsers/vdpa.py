@@ -1,0 +1,351 @@
+"""iproute2 ``vdpa``: ``mgmtdev show``, ``dev show``/``dev list``, ``dev config show``, ``dev vstats show``.
+
+Quirks handled on purpose:
+- the first vdpa tool wrote the mgmtdev JSON under ``"show"``; later ones under ``"mgmtdev"``;
+- ``dev config show -j`` has keys with a trailing space (``"link "``, ``"link_announce "``): stripped;
+- vstats JSON from the kernel-side examples repeats ``"name"``/``"value"`` pairs in one object: kept
+  in order instead of letting the last pair win.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from vdpalab.errors import ParseError
+from vdpalab.parsers._common import (
+    check_mac,
+    content_lines,
+    expect_type,
+    is_pairs,
+    json_bool,
+    json_int,
+    json_str,
+    load_json,
+    looks_like_json,
+    pairs_to_dict,
+)
+
+MGMTDEV = "vdpa-mgmtdev"
+DEV = "vdpa-dev"
+CONFIG = "vdpa-config"
+VSTATS = "vdpa-vstats"
+
+_HANDLE = r"[\w.:/-]+"
+
+
+def _pairs(kind: str, words: list[str], line_no: int, line: str) -> dict[str, str]:
+    if len(words) % 2:
+        raise ParseError(kind, f"key {words[-1]!r} without a value (output cut?)", line_no, line)
+    out: dict[str, str] = {}
+    for k, v in zip(words[::2], words[1::2], strict=True):
+        if k in out:
+            raise ParseError(kind, f"{k} twice", line_no, line)
+        out[k] = v
+    return out
+
+
+def _int(kind: str, v: str | None, what: str, line_no: int | None, line: str | None) -> int | None:
+    if v is None:
+        return None
+    if not v.isdigit():
+        raise ParseError(kind, f"{what} {v!r} is not a number (output cut?)", line_no, line)
+    return int(v)
+
+
+def _bool(kind: str, v: str | None, what: str, line_no: int | None, line: str | None) -> bool | None:
+    if v is None:
+        return None
+    if v not in ("true", "false"):
+        raise ParseError(kind, f"{what} {v!r} is not true/false (output cut?)", line_no, line)
+    return v == "true"
+
+
+def _json_section(kind: str, text: str, *keys: str, keep_duplicates: bool = False) -> dict[str, Any]:
+    doc = load_json(kind, text, keep_duplicates=keep_duplicates)
+    if keep_duplicates:
+        if not is_pairs(doc):
+            raise ParseError(kind, "top level: expected an object")
+        top = dict(doc)
+    else:
+        top = expect_type(kind, doc, dict, "top level")
+    for k in keys:
+        if k in top:
+            section = top[k]
+            if keep_duplicates:
+                if not is_pairs(section):
+                    raise ParseError(kind, f"{k}: expected an object")
+                return {name: body for name, body in section}
+            return expect_type(kind, section, dict, k)
+    raise ParseError(kind, f"JSON has none of the keys {list(keys)}")
+
+
+# -------------------------------------------------------------------------------------- mgmtdev
+@dataclass(frozen=True)
+class Mgmtdev:
+    supported_classes: list[str]
+    max_supported_vqs: int | None
+    dev_features: list[str]
+
+
+@dataclass(frozen=True)
+class Mgmtdevs:
+    mgmtdevs: dict[str, Mgmtdev]
+
+
+def parse_vdpa_mgmtdev(text: str) -> Mgmtdevs:
+    kind = MGMTDEV
+    lines = content_lines(kind, text)
+    if looks_like_json(text):
+        out = {}
+        for name, raw in _json_section(kind, text, "mgmtdev", "show").items():
+            raw = expect_type(kind, raw, dict, name)
+            classes = expect_type(kind, raw.get("supported_classes", []), list, f"{name}.supported_classes")
+            feats = expect_type(kind, raw.get("dev_features", []), list, f"{name}.dev_features")
+            out[name] = Mgmtdev(supported_classes=[str(c) for c in classes],
+                                max_supported_vqs=json_int(kind, raw.get("max_supported_vqs"), "max_supported_vqs"),
+                                dev_features=[str(f) for f in feats])
+        return Mgmtdevs(mgmtdevs=out)
+    devs: dict[str, dict[str, Any]] = {}
+    cur: dict[str, Any] | None = None
+    for line_no, line in lines:
+        if not line[:1].isspace():
+            m = re.match(rf"^({_HANDLE}):$", line.strip())
+            if not m:
+                raise ParseError(kind, "expected 'MGMTDEV:'", line_no, line)
+            cur = {"supported_classes": None, "max_supported_vqs": None, "dev_features": []}
+            devs[m.group(1)] = cur
+            continue
+        if cur is None:
+            raise ParseError(kind, "detail before any management device", line_no, line)
+        key, _, rest = line.strip().partition(" ")
+        words = rest.split()
+        if key == "supported_classes":
+            cur["supported_classes"] = words
+        elif key == "max_supported_vqs":
+            if len(words) != 1:
+                raise ParseError(kind, "max_supported_vqs needs one value", line_no, line)
+            cur["max_supported_vqs"] = _int(kind, words[0], key, line_no, line)
+        elif key == "dev_features":
+            cur["dev_features"] = words
+        else:
+            raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
+    for name, d in devs.items():
+        if not d["supported_classes"]:
+            raise ParseError(kind, f"{name}: no supported_classes line (output cut?)")
+    return Mgmtdevs(mgmtdevs={k: Mgmtdev(**v) for k, v in devs.items()})
+
+
+# ------------------------------------------------------------------------------------------ dev
+@dataclass(frozen=True)
+class VdpaDev:
+    type: str | None
+    mgmtdev: str | None
+    vendor_id: int | None
+    max_vqs: int | None
+    max_vq_size: int | None
+
+
+@dataclass(frozen=True)
+class VdpaDevs:
+    devs: dict[str, VdpaDev]
+
+
+_DEV_LINE = re.compile(rf"^(?P<name>{_HANDLE}): (?P<rest>.*)$")
+
+
+def parse_vdpa_dev(text: str) -> VdpaDevs:
+    kind = DEV
+    lines = content_lines(kind, text)
+    if looks_like_json(text):
+        out = {}
+        for name, raw in _json_section(kind, text, "dev").items():
+            raw = expect_type(kind, raw, dict, name)
+            out[name] = VdpaDev(type=json_str(kind, raw.get("type"), "type"),
+                                mgmtdev=json_str(kind, raw.get("mgmtdev"), "mgmtdev"),
+                                vendor_id=json_int(kind, raw.get("vendor_id"), "vendor_id"),
+                                max_vqs=json_int(kind, raw.get("max_vqs"), "max_vqs"),
+                                max_vq_size=json_int(kind, raw.get("max_vq_size"), "max_vq_size"))
+        return VdpaDevs(devs=out)
+    devs = {}
+    for line_no, line in lines:
+        m = _DEV_LINE.match(line.strip())
+        if not m:
+            raise ParseError(kind, "expected 'NAME: type ... mgmtdev ...'", line_no, line)
+        kv = _pairs(kind, m.group("rest").split(), line_no, line)
+        if "type" not in kv or "mgmtdev" not in kv:
+            raise ParseError(kind, "device line without type/mgmtdev", line_no, line)
+        if "max_vq_size" not in kv:
+            raise ParseError(kind, "device line without max_vq_size (output cut?)", line_no, line)
+        devs[m.group("name")] = VdpaDev(type=kv["type"], mgmtdev=kv["mgmtdev"],
+                                        vendor_id=_int(kind, kv.get("vendor_id"), "vendor_id", line_no, line),
+                                        max_vqs=_int(kind, kv.get("max_vqs"), "max_vqs", line_no, line),
+                                        max_vq_size=_int(kind, kv.get("max_vq_size"), "max_vq_size", line_no, line))
+    return VdpaDevs(devs=devs)
+
+
+# --------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class VdpaConfig:
+    mac: str | None
+    link: str | None
+    link_announce: bool | None
+    max_vq_pairs: int | None
+    mtu: int | None
+    negotiated_features: list[str] = field(default_factory=list)
+    dev_features: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VdpaConfigs:
+    devs: dict[str, VdpaConfig]
+
+
+def parse_vdpa_config(text: str) -> VdpaConfigs:
+    kind = CONFIG
+    lines = content_lines(kind, text)
+    if looks_like_json(text):
+        out = {}
+        for name, raw in _json_section(kind, text, "config").items():
+            raw = {str(k).strip(): v for k, v in expect_type(kind, raw, dict, name).items()}
+            mac = json_str(kind, raw.get("mac"), "mac")
+            out[name] = VdpaConfig(
+                mac=mac.lower() if mac else None, link=json_str(kind, raw.get("link"), "link"),
+                link_announce=json_bool(kind, raw.get("link_announce"), "link_announce"),
+                max_vq_pairs=json_int(kind, raw.get("max_vq_pairs"), "max_vq_pairs"),
+                mtu=json_int(kind, raw.get("mtu"), "mtu"),
+                negotiated_features=[str(x) for x in expect_type(kind, raw.get("negotiated_features", []), list,
+                                                                 "negotiated_features")],
+                dev_features=[str(x) for x in expect_type(kind, raw.get("dev_features", []), list, "dev_features")],
+            )
+        return VdpaConfigs(devs=out)
+    devs: dict[str, dict[str, Any]] = {}
+    cur: dict[str, Any] | None = None
+    for line_no, line in lines:
+        if not line[:1].isspace():
+            m = _DEV_LINE.match(line.strip())
+            if not m:
+                raise ParseError(kind, "expected 'NAME: mac ... link ...'", line_no, line)
+            kv = _pairs(kind, m.group("rest").split(), line_no, line)
+            unknown = set(kv) - {"mac", "link", "link_announce", "max_vq_pairs", "mtu"}
+            if unknown:
+                raise ParseError(kind, f"unknown attributes {sorted(unknown)}", line_no, line)
+            link = kv.get("link")
+            if link is not None and link not in ("up", "down"):
+                raise ParseError(kind, f"link {link!r} is neither up nor down", line_no, line)
+            cur = {"mac": check_mac(kind, kv["mac"], line_no, line) if "mac" in kv else None, "link": link,
+                   "link_announce": _bool(kind, kv.get("link_announce"), "link_announce", line_no, line),
+                   "max_vq_pairs": _int(kind, kv.get("max_vq_pairs"), "max_vq_pairs", line_no, line),
+                   "mtu": _int(kind, kv.get("mtu"), "mtu", line_no, line),
+                   "negotiated_features": [], "dev_features": []}
+            devs[m.group("name")] = cur
+            continue
+        if cur is None:
+            raise ParseError(kind, "detail before any device", line_no, line)
+        key, _, rest = line.strip().partition(" ")
+        if key not in ("negotiated_features", "dev_features"):
+            raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
+        cur[key] = rest.split()
+    return VdpaConfigs(devs={k: VdpaConfig(**v) for k, v in devs.items()})
+
+
+# --------------------------------------------------------------------------------------- vstats
+@dataclass(frozen=True)
+class VqStats:
+    """One virtqueue's vendor statistics (mlx5_vdpa: received_desc, completed_desc)."""
+
+    queue_type: str | None
+    queue_index: int | None
+    counters: dict[str, int]
+
+    @property
+    def received_desc(self) -> int | None:
+        return self.counters.get("received_desc")
+
+    @property
+    def completed_desc(self) -> int | None:
+        return self.counters.get("completed_desc")
+
+
+@dataclass(frozen=True)
+class VdpaVstats:
+    devs: dict[str, VqStats]
+
+
+_QTYPES = {"rx", "tx", "control_vq", "cvq"}
+
+
+def _vq_from_pairs(kind: str, name: str, pairs: list[tuple[str, Any]]) -> VqStats:
+    qtype = qidx = None
+    counters: dict[str, int] = {}
+    pending_name: str | None = None
+    for k, v in pairs:
+        if k in ("queue_type", "qtype"):
+            qtype = json_str(kind, v, f"{name}.{k}")
+        elif k in ("queue_index", "qidx"):
+            qidx = json_int(kind, v, f"{name}.{k}")
+        elif k == "name":
+            pending_name = json_str(kind, v, f"{name}.name")
+        elif k == "value":
+            if pending_name is None:
+                raise ParseError(kind, f"{name}: 'value' without a preceding 'name'")
+            counters[pending_name] = json_int(kind, v, f"{name}.{pending_name}") or 0
+            pending_name = None
+        else:
+            val = json_int(kind, v, f"{name}.{k}")
+            if val is None:
+                raise ParseError(kind, f"{name}.{k}: expected a counter")
+            counters[k] = val
+    if pending_name is not None:
+        raise ParseError(kind, f"{name}: 'name' {pending_name!r} without its 'value' (output cut?)")
+    return VqStats(queue_type=qtype, queue_index=qidx, counters=counters)
+
+
+def parse_vdpa_vstats(text: str) -> VdpaVstats:
+    """``vdpa dev vstats show DEV qidx Q [-j]``: iproute2's layout and the kernel-commit example layout."""
+    kind = VSTATS
+    lines = content_lines(kind, text)
+    if looks_like_json(text):
+        devs = _json_section(kind, text, "vstats", keep_duplicates=True)
+        out = {}
+        for name, body in devs.items():
+            if not is_pairs(body):
+                raise ParseError(kind, f"{name}: expected an object")
+            out[name] = _vq_from_pairs(kind, name, [(k, pairs_to_dict(v)) for k, v in body])
+        return VdpaVstats(devs=out)
+    blocks: dict[str, list[tuple[int, str, str]]] = {}
+    current: str | None = None
+    for line_no, line in lines:
+        s = line.strip()
+        if m := re.match(rf"^({_HANDLE}):$", s):
+            current = m.group(1)
+            blocks.setdefault(current, [])
+            continue
+        m = _DEV_LINE.match(s)
+        if m and not s.startswith(("queue_type", "qtype")):
+            current = m.group("name")
+            blocks.setdefault(current, []).append((line_no, line, m.group("rest")))
+            continue
+        if current is None:
+            raise ParseError(kind, "statistics before any device name", line_no, line)
+        blocks[current].append((line_no, line, s))
+    out = {}
+    for name, rows in blocks.items():
+        if not rows:
+            raise ParseError(kind, f"{name}: no statistics (output cut?)")
+        words: list[str] = []
+        for _, _, rest in rows:
+            words.extend(rest.split())
+        line_no, line = rows[-1][0], rows[-1][1]
+        kv = _pairs(kind, words, line_no, line)
+        qtype = kv.pop("queue_type", kv.pop("qtype", None))
+        if qtype is not None and qtype not in _QTYPES:
+            raise ParseError(kind, f"queue type {qtype!r} unknown", line_no, line)
+        qidx_raw = kv.pop("queue_index", kv.pop("qidx", None))
+        counters = {k: _int(kind, v, k, line_no, line) for k, v in kv.items()}
+        if not counters:
+            raise ParseError(kind, f"{name}: no counters (output cut?)", line_no, line)
+        out[name] = VqStats(queue_type=qtype, queue_index=_int(kind, qidx_raw, "queue_index", line_no, line),
+                            counters=counters)  # type: ignore[arg-type]
+    return VdpaVstats(devs=out)

@@ -1,0 +1,1 @@
+"""Helpers shared by the self-tests and the emulated lab (pure library, no pytest)."""

@@ -1,0 +1,384 @@
+"""Start a private OpenSSH server for self-tests and the emulated lab (pure library, no pytest).
+
+The server gets its own host key, authorized key, config, pid file and log in a
+work directory, listens on a chosen address (127.0.0.1 by default), optionally
+inside a network namespace, and is stopped by its pid. Nothing on the machine
+is modified except ``/run/sshd`` (sshd's privilege-separation directory) being
+created when missing, as the openssh-server package does at boot.
+
+Login shells over SSH source ``~/.bashrc``; on a developer machine that can cost
+hundreds of milliseconds per command (pyenv init). The server therefore runs in
+a private mount namespace where a clean temporary home is bind-mounted over the
+invoking user's home, which leaves the real home untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vdpalab.errors import LabStateError
+from vdpalab.hosts.netns import free_tcp_port
+
+if TYPE_CHECKING:
+    from vdpalab.hosts.ssh import SSHHost
+
+SSHD = "/usr/sbin/sshd"
+PRIVSEP_DIR = "/run/sshd"
+
+
+# ---- processes ----------------------------------------------------------------------
+
+
+def pid_state(pid: int) -> str | None:
+    """The state letter from /proc/PID/stat (R, S, D, Z, ...), None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm may contain spaces and parentheses: the state follows the last ')'
+    return stat[stat.rfind(")") + 2 :].split(" ", 1)[0] or None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def pid_start_time(pid: int) -> int | None:
+    """Start time in clock ticks since boot: with the pid, identifies a process across pid reuse."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def pid_running(pid: int) -> bool:
+    """True while the process exists and is not a zombie.
+
+    ``kill -0`` keeps succeeding for a zombie (exited, not yet reaped), so it
+    cannot tell whether a daemon has stopped.
+    """
+    state = pid_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def wait_pid_stopped(pid: int, timeout: float, interval: float = 0.01) -> bool:
+    """Wait until ``pid`` is gone or a zombie; True if it stopped within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while pid_running(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (children first), from /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_pid(pid: int, timeout: float = 5.0, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig``, wait, then SIGKILL; True when the process is gone (or a zombie)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return True
+    if wait_pid_stopped(pid, timeout):
+        return True
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return wait_pid_stopped(pid, timeout)
+
+
+# ---- sshd -----------------------------------------------------------------------------
+
+
+def _keygen(path: Path, comment: str) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+
+
+def _setenv_line(set_env: Mapping[str, str]) -> str:
+    parts = []
+    for key, value in set_env.items():
+        if not key.replace("_", "a").isalnum() or any(c in value for c in '"\n\r'):
+            raise ValueError(f"SetEnv {key}={value!r}: names are [A-Za-z0-9_], values without quotes or newlines")
+        parts.append(f'"{key}={value}"')
+    return "SetEnv " + " ".join(parts)
+
+
+@dataclass
+class SshdServer:
+    """A running private sshd; ``stop()`` kills it and every process it started, by pid."""
+
+    address: str
+    port: int
+    pid: int
+    workdir: Path
+    client_key: Path
+    known_hosts: Path
+    host_public_key: str
+    netns: str | None
+    log_path: Path
+    owns_workdir: bool
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    stopped: bool = False
+
+    @property
+    def user(self) -> str:
+        return pwd.getpwuid(os.getuid()).pw_name
+
+    def host(self, name: str = "sshd", **kwargs: Any) -> SSHHost:
+        """An ``SSHHost`` for this server with strict host-key checking against its own known_hosts."""
+        from vdpalab.hosts.ssh import SSHHost  # late: keeps this module importable without paramiko
+
+        options: dict[str, Any] = {
+            "port": self.port,
+            "user": self.user,
+            "key_file": str(self.client_key),
+            "netns": self.netns,
+            "known_hosts": str(self.known_hosts),
+            "host_key_policy": "strict",
+            "connect_timeout": 5.0,
+        }
+        options.update(kwargs)
+        return SSHHost(name, self.address, **options)
+
+    def ssh_command(self, *remote: str) -> list[str]:
+        """An OpenSSH client command line for this server (for comparisons and debugging)."""
+        cmd = [
+            "ssh",
+            "-i",
+            str(self.client_key),
+            "-p",
+            str(self.port),
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"{self.user}@{self.address}",
+            *remote,
+        ]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        return cmd
+
+    def log_tail(self, limit: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def running(self) -> bool:
+        return not self.stopped and pid_running(self.pid)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the listener and every process below it (per-connection sshd, remote commands)."""
+        if self.stopped:
+            return
+        # deepest first, while their parents are alive to reap them (an orphan's zombie would
+        # otherwise wait for pid 1); the start time guards against a recycled pid
+        below = [(pid, pid_start_time(pid)) for pid in descendants(self.pid)]
+        for pid, started in reversed(below):
+            if started is not None and pid_start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                wait_pid_stopped(pid, timeout)
+        stop_pid(self.pid, timeout)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.stopped = True
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> SshdServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_sshd(
+    workdir: str | Path | None = None,
+    *,
+    netns: str | None = None,
+    address: str = "127.0.0.1",
+    port: int | None = None,
+    set_env: Mapping[str, str] | None = None,
+    max_sessions: int = 30,
+    clean_home: bool = True,
+    extra_config: Sequence[str] = (),
+    startup_timeout: float = 10.0,
+) -> SshdServer:
+    """Start ``sshd -D -e -f CONFIG`` with fresh keys; returns once it listens.
+
+    ``netns``: run it inside that network namespace (``ip netns exec``, which
+    also gives it a private mount namespace). ``set_env``: ``SetEnv`` lines for
+    every session (e.g. OVS_RUNDIR). ``clean_home``: bind-mount an empty home
+    over the user's home inside sshd's private mount namespace (root only).
+    Raises ``LabStateError`` when sshd does not come up.
+    """
+    if not os.path.exists(SSHD):
+        raise LabStateError(f"{SSHD} not found (install openssh-server)")
+    owns = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="vdpalab-sshd-") if workdir is None else workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return _start(
+            work, owns, netns, address, port, set_env, max_sessions, clean_home, extra_config, startup_timeout
+        )
+    except BaseException:
+        if owns:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _start(
+    work: Path,
+    owns: bool,
+    netns: str | None,
+    address: str,
+    port: int | None,
+    set_env: Mapping[str, str] | None,
+    max_sessions: int,
+    clean_home: bool,
+    extra_config: Sequence[str],
+    startup_timeout: float,
+) -> SshdServer:
+    if not os.path.isdir(PRIVSEP_DIR):
+        os.makedirs(PRIVSEP_DIR, mode=0o755, exist_ok=True)
+    host_key = work / "ssh_host_ed25519_key"
+    client_key = work / "client_ed25519"
+    for path, comment in ((host_key, "vdpalab-sshd-host"), (client_key, "vdpalab-sshd-client")):
+        if not path.exists():
+            _keygen(path, comment)
+    (work / "authorized_keys").write_text((work / "client_ed25519.pub").read_text())
+    host_public_key = " ".join((work / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+    home = work / "home"
+    home.mkdir(mode=0o700, exist_ok=True)
+    real_home = pwd.getpwuid(os.getuid()).pw_dir
+    bind_home = clean_home and os.geteuid() == 0 and os.path.isdir(real_home)
+    log_path = work / "sshd.log"
+    pid_file = work / "sshd.pid"
+
+    attempts = 3 if port is None else 1
+    last_error = ""
+    for _ in range(attempts):
+        chosen = port if port is not None else free_tcp_port(address, netns=netns)
+        config = work / "sshd_config"
+        lines = [
+            f"Port {chosen}",
+            f"ListenAddress {address}",
+            f"HostKey {host_key}",
+            f"PidFile {pid_file}",
+            f"AuthorizedKeysFile {work / 'authorized_keys'}",
+            "UsePAM no",
+            "StrictModes no",
+            "PermitRootLogin prohibit-password",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            f"MaxSessions {max_sessions}",
+            "MaxStartups 100:30:200",
+            "UseDNS no",
+            "PrintMotd no",
+            "X11Forwarding no",
+            "Subsystem sftp internal-sftp",
+            "LogLevel ERROR",
+        ]
+        if set_env:
+            lines.append(_setenv_line(set_env))
+        lines.extend(extra_config)
+        config.write_text("\n".join(lines) + "\n")
+        pid_file.unlink(missing_ok=True)
+
+        sshd = f"exec {SSHD} -D -e -f {shlex.quote(str(config))}"
+        script = f"mount --bind {shlex.quote(str(home))} {shlex.quote(real_home)} && {sshd}" if bind_home else sshd
+        if netns:
+            argv = ["ip", "netns", "exec", netns, "sh", "-c", script]
+        elif bind_home:
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+        else:
+            argv = ["sh", "-c", script]
+        # unshare and ip netns exec exec() their command, so proc.pid ends up being sshd's pid
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+            )
+        server = SshdServer(
+            address=address,
+            port=chosen,
+            pid=proc.pid,
+            workdir=work,
+            client_key=client_key,
+            known_hosts=work / "known_hosts",
+            host_public_key=host_public_key,
+            netns=netns,
+            log_path=log_path,
+            owns_workdir=owns,
+            proc=proc,
+        )
+        hostname = address if chosen == 22 else f"[{address}]:{chosen}"
+        server.known_hosts.write_text(f"{hostname} {host_public_key}\n")
+        deadline = time.monotonic() + startup_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            # sshd writes its pid file once it listens
+            try:
+                if int(pid_file.read_text().strip() or 0) == proc.pid:
+                    return server
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.01)
+        if proc.poll() is None:  # never came up in time
+            server.owns_workdir = False
+            server.stop()
+            raise LabStateError(
+                f"sshd on {address}:{chosen} did not start within {startup_timeout:g} s: {server.log_tail()}"
+            )
+        last_error = server.log_tail()
+        if "Address already in use" not in last_error:
+            break
+    where = f" in netns {netns}" if netns else ""
+    raise LabStateError(f"sshd on {address}{where} exited at start: {last_error.strip()}")
