@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_faults import Machine, make_lab, run_session
+from test_faults import Machine, cleanup, make_lab, run_session
 
 pytestmark = [pytest.mark.selftest, pytest.mark.emulated, pytest.mark.slow]
 
@@ -43,7 +43,11 @@ def test_missing_flow_fails_everything_across_the_bridge_and_says_where(tmp_path
     lab, name = make_lab(tmp_path, "d")
     machine = Machine(name)
     tests = [TESTS[0], TESTS[1], f"{TESTS[2]}::test_crafted_frame[{name}-broadcast]", TESTS[3]]
-    session = run_session(lab, tests, tmp_path, {"kind": "del-flows", "bridge": "br30-ovs", "before": ""})
+    try:
+        session = run_session(lab, tests, tmp_path, {"kind": "del-flows", "bridge": "br30-ovs", "before": ""})
+        leftovers = machine.leftovers(session.fault.get("inodes", []))
+    finally:
+        removed = cleanup(lab, name)
     info = session.explain()
     assert session.fault.get("injected"), info
     cases = session.cases
@@ -70,7 +74,7 @@ def test_missing_flow_fails_everything_across_the_bridge_and_says_where(tmp_path
     tcp = case(f"test_tcp_throughput[{name}-forward-P1]")
     assert tcp.outcome == "failed" and "failed: unable to connect to server" in tcp.message, info
     assert session.rc == 1, info
-    assert machine.leftovers(session.fault.get("inodes", [])) == [], info
+    assert leftovers == [], f"teardown left: {leftovers}; the test removed {removed}\n{info}"
 
 
 @pytest.mark.timeout(300)
@@ -79,7 +83,11 @@ def test_wrong_guest_ip_fails_layer3_towards_it_only(tmp_path: Path) -> None:
     lab, name = make_lab(tmp_path, "w")
     machine = Machine(name)
     fault = {"kind": "wrong-ip", "guest": "c77g159", "ip": "192.168.30.160/24", "before": ""}
-    session = run_session(lab, TESTS, tmp_path, fault)
+    try:
+        session = run_session(lab, TESTS, tmp_path, fault)
+        leftovers = machine.leftovers(session.fault.get("inodes", []))
+    finally:
+        removed = cleanup(lab, name)
     info = session.explain()
     assert session.fault.get("injected"), info
     outcome = {n.split("::", 1)[1]: c for n, c in session.cases.items()}
@@ -97,4 +105,4 @@ def test_wrong_guest_ip_fails_layer3_towards_it_only(tmp_path: Path) -> None:
     assert re.search(r"br30-ovs: ens2f0_0 rx Δ \d+ < \d+ echo requests c77g153 sent", sym.message), info
     assert re.search(r"br31-ovs: ens2f1_0 tx Δ \d+ < \d+ echo requests c77g153 sent", sym.message), info
     assert session.rc == 1, info
-    assert machine.leftovers(session.fault.get("inodes", [])) == [], info
+    assert leftovers == [], f"teardown left: {leftovers}; the test removed {removed}\n{info}"
