@@ -4,4 +4,5 @@ pytest_plugins = [
     "fixtures.lab_options",
     "fixtures.lab_session",
     "fixtures.recording",
+    "fixtures.xdist_support",
 ]

@@ -16,27 +16,26 @@ from pathlib import Path
 import pytest
 
 from vdpalab.config import load_lab
-from vdpalab.errors import ParseError
 from vdpalab.evidence import (
+    PROBLEM_KINDS,
     LogMarker,
     VdpaDeviceRef,
-    VqStats,
     is_harmless_ovs_line,
     judge_vdpa_evidence,
     kernel_log_command,
     last_dmesg_timestamp,
-    mlx5_events,
     needs_vstats,
     parse_cursor,
-    parse_kernel_log,
-    parse_vstats,
+    parse_since,
     read_kernel_log,
-    records_after,
+    read_vstats,
     take_marker,
 )
 from vdpalab.hosts.base import CommandResult, Host
 from vdpalab.hosts.local import LocalHost
 from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
+from vdpalab.parsers.kernel_log import unwrap_mail_wrapped
+from vdpalab.parsers.vdpa import VqStats
 
 pytestmark = pytest.mark.selftest
 
@@ -51,78 +50,57 @@ def _lines(text: str, drop: str) -> str:
     return "\n".join(line for line in text.splitlines() if drop not in line)
 
 
+def _vq(q: int, received: int, completed: int) -> VqStats:
+    return VqStats("rx" if q == 0 else "tx", q, {"received_desc": received, "completed_desc": completed})
+
+
 def _vstats(device: str, before: tuple[int, int], after: tuple[int, int]) -> tuple[dict, dict]:
-    b = {(device, q): VqStats(device, q, "rx" if q == 0 else "tx", *before) for q in (0, 1)}
-    a = {(device, q): VqStats(device, q, "rx" if q == 0 else "tx", *after) for q in (0, 1)}
-    return b, a
+    return ({(device, q): _vq(q, *before) for q in (0, 1)}, {(device, q): _vq(q, *after) for q in (0, 1)})
 
 
-# ------------------------------------------------------------------------------------------ parsing
+def _events(text: str) -> list:  # type: ignore[type-arg]
+    return parse_since(text, LogMarker.start())[1]
+
+
+# ------------------------------------------------------------------------- events from the parser
 def test_seed_log_gives_reset_and_map_update_per_vf() -> None:
-    events = mlx5_events(parse_kernel_log(SEED_LOG))
+    events = _events(SEED_LOG)
     assert [(e.pci, e.kind, e.function, e.pid) for e in events] == [
-        ("0000:07:00.2", "reset", "mlx5_vdpa_set_status", 5077),
-        ("0000:07:00.2", "map-update", "mlx5_vdpa_handle_set_map", 5086),
-        ("0000:07:01.2", "reset", "mlx5_vdpa_set_status", 5370),
-        ("0000:07:01.2", "map-update", "mlx5_vdpa_handle_set_map", 5381),
+        ("0000:07:00.2", "device_reset", "mlx5_vdpa_set_status", 5077),
+        ("0000:07:00.2", "memory_map_update", "mlx5_vdpa_handle_set_map", 5086),
+        ("0000:07:01.2", "device_reset", "mlx5_vdpa_set_status", 5370),
+        ("0000:07:01.2", "memory_map_update", "mlx5_vdpa_handle_set_map", 5381),
     ]
-    assert events[0].record.ident == "kernel" and events[0].record.stamp == "Apr  8 10:38:21"
 
 
-def test_mail_wrapped_lkml_dmesg_is_unwrapped() -> None:
-    records = parse_kernel_log(LKML)
+def test_mail_wrapped_lkml_dmesg_after_unwrapping() -> None:
+    records, events = parse_since(unwrap_mail_wrapped(LKML), LogMarker.start())
     # SOURCES.md says "12 records" but its own list adds up to 11 (3+3+2+2+1); the file has 11 '[' lines
-    assert len(records) == 11
-    assert records[0].uptime_s == pytest.approx(1406.187977)
-    assert records[0].message == (
-        "mlx5_core 0000:0d:00.2: mlx5_vdpa_compat_reset:3267:(pid 8506): performing device reset"
-    )
-    events = mlx5_events(records)
+    assert len(records) == 11 and records[0].mono_s == pytest.approx(1406.187977)
     kinds = [e.kind for e in events]
-    assert kinds.count("reset") == 3
-    assert "map-update" not in kinds
-    assert [e.pid for e in events if e.kind == "reset"] == [8506, 8506, 8565]
-    leaks = [e for e in events if e.function == "mlx5_vdpa_show_mr_leaks"]
-    assert len(leaks) == 3 and all(e.level == "warning" for e in leaks)
-    vq = [e for e in events if e.function == "modify_virtqueues"]
-    assert [e.message for e in vq] == ["modify vq 0 failed, state: 0 -> 0, err: 0",
-                                        "modify vq 1 failed, state: 0 -> 0, err: -110"]
-    assert all(e.kind == "error" for e in vq)
-    timeouts = [e for e in events if e.function == "cb_timeout_handler"]
-    assert len(timeouts) == 2 and timeouts[0].pid == 428 and all(e.kind == "error" for e in timeouts)
+    assert kinds.count("device_reset") == 3 and "memory_map_update" not in kinds
+    assert [e.pid for e in events if e.kind == "device_reset"] == [8506, 8506, 8565]
     assert {e.pci for e in events} == {"0000:0d:00.2"}
+    assert sum(k in PROBLEM_KINDS for k in kinds) == 8  # 3 mr leaks, 2 cmd timeouts, 2 vq errors, 1 resume
 
 
 @pytest.mark.parametrize("name", [
     "journalctl-short-seed-records.txt",
     "journalctl-short-iso-seed-records.txt",
     "journalctl-short-precise-seed-records.txt",
+    "journalctl-json-seed-records-json.txt",
 ])
 def test_journalctl_renderings_give_the_same_events(name: str) -> None:
-    events = mlx5_events(parse_kernel_log((DATA / "emulated" / name).read_text()))
+    events = _events((DATA / "emulated" / name).read_text())
     assert [(e.pci, e.kind) for e in events] == [
-        ("0000:07:00.2", "reset"), ("0000:07:00.2", "map-update"),
-        ("0000:07:01.2", "reset"), ("0000:07:01.2", "map-update"),
+        ("0000:07:00.2", "device_reset"), ("0000:07:00.2", "memory_map_update"),
+        ("0000:07:01.2", "device_reset"), ("0000:07:01.2", "memory_map_update"),
     ]
 
 
-def test_dmesg_T_and_plain_dmesg_parse() -> None:
-    plain = parse_kernel_log((DATA / "emulated" / "dmesg-ovs-veth.txt").read_text())
-    human = parse_kernel_log((DATA / "emulated" / "dmesg-T-ovs-veth.txt").read_text())
-    assert len(plain) == len(human) > 0
-    assert plain[0].uptime_s is not None and human[0].stamp is not None
-    assert [r.message for r in plain] == [r.message for r in human]
-
-
-def test_unknown_first_line_is_a_parse_error() -> None:
-    with pytest.raises(ParseError, match="line 1"):
-        parse_kernel_log("this is not a log line\n")
-
-
-def test_journal_banners_are_skipped() -> None:
-    assert parse_kernel_log("-- No entries --\n") == []
-    text = "-- Logs begin at Thu 2021-04-08 10:00:00 UTC. --\n" + SEED_LOG
-    assert len(mlx5_events(parse_kernel_log(text))) == 4
+def test_empty_log_and_journal_banner_are_no_records() -> None:
+    assert parse_since("", LogMarker.start()) == ([], [])
+    assert parse_since("-- No entries --\n", LogMarker("journal", "c")) == ([], [])
 
 
 def test_harmless_ovs_igmp_lines() -> None:
@@ -134,31 +112,29 @@ def test_harmless_ovs_igmp_lines() -> None:
     assert not is_harmless_ovs_line("ovs|00008|netdev_linux|WARN|ens2f0: removing policing failed")
 
 
-# ------------------------------------------------------------------------------------------ vstats
-def test_vstats_text_and_json() -> None:
+def test_read_vstats_uses_the_parser_and_explains_unavailability() -> None:
     # the outputs shown in iproute2's "vdpa: Add support for reading vdpa device statistics" (Eli Cohen, 2022)
-    text = "vdpa-a:\nvdpa-a: queue_type tx received_desc 321812 completed_desc 321812\n"
-    assert parse_vstats(text, 1) == VqStats("vdpa-a", 1, "tx", 321812, 321812)
-    ctrl = "vdpa-a: queue_type control_vq received_desc 17 completed_desc 17"
-    assert parse_vstats(ctrl, 16).queue_type == "control_vq"
     js = '{"vstats":{"vdpa-a":{"queue_type":"rx","received_desc":114855,"completed_desc":114617}}}'
-    assert parse_vstats(js, 0) == VqStats("vdpa-a", 0, "rx", 114855, 114617)
-    pretty = ('{\n    "vstats": {\n        "vdpa-a": {\n            "queue_type": "rx",\n'
-              '            "received_desc": 114855,\n            "completed_desc": 114617\n        }\n    }\n}\n')
-    assert parse_vstats(pretty, 0).completed_desc == 114617
-
-
-@pytest.mark.parametrize(
-    "bad", ["", "Failed to connect to vdpa Netlink", '{"vstats": []}', "vdpa-a: queue_type rx received_desc x1"]
-)
-def test_vstats_rejects_what_it_does_not_understand(bad: str) -> None:
-    with pytest.raises(ParseError):
-        parse_vstats(bad, 0)
+    text = "vdpa-a:\nvdpa-a: queue_type tx received_desc 321812 completed_desc 321812\n"
+    host = ScriptedHost("h", [
+        ScriptStep("vdpa -j dev vstats show vdpa-a qidx 0", stdout=js),
+        ScriptStep("vdpa -j dev vstats show vdpa-a qidx 1", stdout=text),
+        ScriptStep("vdpa -j dev vstats show vdpa-a qidx 2", rc=255, stderr='Command "vstats" not found'),
+        ScriptStep("vdpa -j dev vstats show vdpa-a qidx 3", stdout="garbage\n"),
+        ScriptStep("vdpa -j dev vstats show vdpa-a qidx 4", stdout=js.replace("vdpa-a", "vdpa-b")),
+    ])
+    rx = read_vstats(host, "vdpa-a", 0)
+    assert isinstance(rx, VqStats) and (rx.received_desc, rx.completed_desc) == (114855, 114617)
+    tx = read_vstats(host, "vdpa-a", 1)
+    assert isinstance(tx, VqStats) and tx.queue_type == "tx" and tx.completed_desc == 321812
+    assert 'Command "vstats" not found' in str(read_vstats(host, "vdpa-a", 2))
+    assert str(read_vstats(host, "vdpa-a", 3)).startswith("vdpa-a qidx 3: vdpa-vstats:")
+    assert "names ['vdpa-b'], not vdpa-a" in str(read_vstats(host, "vdpa-a", 4))
 
 
 # ----------------------------------------------------------------------------------------- verdicts
 def test_reset_and_map_update_is_kernel_log_evidence() -> None:
-    events = mlx5_events(parse_kernel_log(SEED_LOG))
+    events = _events(SEED_LOG)
     report = judge_vdpa_evidence(SEED_DEVICES, events, ovs_lines=SEED_LOG.splitlines())
     assert report.ok and report.source == "kernel-log"
     assert needs_vstats(SEED_DEVICES, events) == []
@@ -168,7 +144,7 @@ def test_reset_and_map_update_is_kernel_log_evidence() -> None:
 
 
 def test_only_reset_without_vstats_fails_and_says_why() -> None:
-    events = mlx5_events(parse_kernel_log(_lines(SEED_LOG, "memory map update")))
+    events = _events(_lines(SEED_LOG, "memory map update"))
     assert needs_vstats(SEED_DEVICES, events) == SEED_DEVICES
     report = judge_vdpa_evidence(SEED_DEVICES, events)
     assert not report.ok
@@ -176,7 +152,7 @@ def test_only_reset_without_vstats_fails_and_says_why() -> None:
 
 
 def test_reset_and_rising_vstats_is_vstats_evidence() -> None:
-    events = mlx5_events(parse_kernel_log(_lines(SEED_LOG, "memory map update")))
+    events = _events(_lines(SEED_LOG, "memory map update"))
     before, after = {}, {}
     for dev in SEED_DEVICES:
         b, a = _vstats(dev.name, (100, 98), (700, 698))
@@ -188,7 +164,7 @@ def test_reset_and_rising_vstats_is_vstats_evidence() -> None:
 
 
 def test_reset_and_flat_vstats_fails() -> None:
-    events = mlx5_events(parse_kernel_log(_lines(SEED_LOG, "memory map update")))
+    events = _events(_lines(SEED_LOG, "memory map update"))
     before, after = _vstats("vdpa0", (100, 98), (100, 98))
     report = judge_vdpa_evidence(SEED_DEVICES[:1], events, before, after)
     assert not report.ok
@@ -197,7 +173,7 @@ def test_reset_and_flat_vstats_fails() -> None:
 
 
 def test_vstats_unavailable_reason_is_shown() -> None:
-    events = mlx5_events(parse_kernel_log(_lines(SEED_LOG, "memory map update")))
+    events = _events(_lines(SEED_LOG, "memory map update"))
     why = "vdpa0 qidx 0: `vdpa -j dev vstats show vdpa0 qidx 0` failed: Command \"vstats\" not found"
     report = judge_vdpa_evidence(SEED_DEVICES[:1], events, {("vdpa0", 0): why}, {("vdpa0", 0): why})
     assert not report.ok and 'Command "vstats" not found' in report.message()
@@ -211,7 +187,7 @@ def test_nothing_in_the_log_fails_per_vf() -> None:
 
 def test_mixed_evidence_per_device() -> None:
     log = "\n".join(ln for ln in SEED_LOG.splitlines() if "07:01.2: mlx5_vdpa_handle_set_map" not in ln)
-    events = mlx5_events(parse_kernel_log(log))
+    events = _events(log)
     assert needs_vstats(SEED_DEVICES, events) == [SEED_DEVICES[1]]
     before, after = _vstats("vdpa1", (0, 0), (10, 10))
     report = judge_vdpa_evidence(SEED_DEVICES, events, before, after)
@@ -219,7 +195,7 @@ def test_mixed_evidence_per_device() -> None:
 
 
 def test_recorded_lkml_log_reset_plus_vstats_passes_and_reports_the_errors() -> None:
-    events = mlx5_events(parse_kernel_log(LKML))
+    events = _events(unwrap_mail_wrapped(LKML))
     assert not judge_vdpa_evidence(LKML_DEVICE, events).ok
     before, after = _vstats("vdpa0", (5, 5), (905, 905))
     report = judge_vdpa_evidence(LKML_DEVICE, events, before, after)
@@ -273,11 +249,12 @@ def test_take_marker_falls_back_to_dmesg_then_start() -> None:
     assert marker.kind == "start" and "Operation not permitted" in marker.note
 
 
-def test_dmesg_marker_filters_older_records() -> None:
-    records = parse_kernel_log(LKML)
-    later = records_after(records, LogMarker("dmesg", 1471.5))
-    assert len(later) == 8 and all(r.uptime_s > 1471.5 for r in later)
-    assert records_after(records, LogMarker.start()) == records
+def test_dmesg_marker_filters_older_records_and_their_events() -> None:
+    text = unwrap_mail_wrapped(LKML)
+    records, events = parse_since(text, LogMarker("dmesg", 1471.5))
+    assert len(records) == 8 and all(r.mono_s > 1471.5 for r in records)
+    assert [e.kind for e in events].count("device_reset") == 1  # only the reset at 1512.93 is after the marker
+    assert len(parse_since(text, LogMarker.start())[0]) == 11
 
 
 @pytest.mark.emulated
@@ -295,6 +272,7 @@ def test_live_marker_then_read_returns_only_newer_lines() -> None:
     subprocess.run(["sh", "-c", f"echo 'vdpalab-selftest after {tag}' > /dev/kmsg"], check=True)
     log = read_kernel_log(host, marker)
     mine = [r.message for r in log.records if tag in r.message]
+    assert log.events == []
     assert mine and all(re.search(f"after {tag}", m) for m in mine), mine
 
 

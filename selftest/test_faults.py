@@ -222,12 +222,6 @@ def test_dead_guest_fails_only_its_tests(tmp_path: Path, kind: str) -> None:
             assert "c77g159" in case.message and "unreachable" in case.message, info
             assert case.seconds < 30, f"{n} took {case.seconds:.1f} s\n{info}"
     assert session.rc == 1, info
-    if kind == "guest-dies" and leftovers and "NetlinkError: (19, 'No such device')" in session.output:
-        # Known bug in the emulated lab (reported): control.lab_down repairs the damaged lab before the
-        # layers go down; netns_lab._ensure_links then deletes both ends of the downed guest veth, the
-        # second delete raises ENODEV, and builder.down() never runs. The isolation checks above passed;
-        # remove this branch when the teardown is fixed (the test then passes on its own).
-        pytest.xfail(f"teardown after a dead guest left the lab up (cleaned by the test: {removed[:3]})")
     assert leftovers == [], f"teardown left: {leftovers}; the test removed {removed}\n{info}"
 
 

@@ -37,6 +37,17 @@ pytestmark = pytest.mark.selftest
 DATA = Path(__file__).parent / "data"
 
 
+def leftover_pids(pair: NetnsPair, settle_s: float = 2.0) -> list[str]:
+    """Processes still inside the sandbox namespaces once a short grace period has passed."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        left = [p for ns in pair.namespaces
+                for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def pair() -> Iterator[NetnsPair]:
     if os.geteuid() != 0:
@@ -44,9 +55,7 @@ def pair() -> Iterator[NetnsPair]:
     sandbox = NetnsPair(prefix=f"vdpalab-dp{os.getpid()}i").create()
     try:
         yield sandbox
-        left = [p for ns in sandbox.namespaces
-                for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
-        assert not left, f"processes left in the sandbox namespaces: {left}"
+        assert not leftover_pids(sandbox), f"processes left in the sandbox namespaces: {leftover_pids(sandbox)}"
     finally:
         sandbox.destroy()
 
@@ -175,7 +184,9 @@ def test_live_job_ignoring_sigterm_is_killed_by_pid(pair: NetnsPair) -> None:
     host = pair.a.host
     workdir = WorkDir.create(host, "vdpalab-jobtest")
     try:
-        job = start_job(host, "stubborn", ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"], workdir)
+        stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); " \
+                   "time.sleep(300)"
+        job = start_job(host, "stubborn", ["python3", "-c", stubborn], workdir)
         job.wait_for(lambda: "up" in job.stdout(), 5, "started")
         job.stop(grace=0.5)
         assert not job.alive()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,12 +25,15 @@ pytestmark = pytest.mark.selftest
 DATA = Path(__file__).parent / "data"
 
 
-def leftover_pids(pair: NetnsPair) -> list[str]:
-    out: list[str] = []
-    for ns in pair.namespaces:
-        result = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-        out += result.stdout.split()
-    return out
+def leftover_pids(pair: NetnsPair, settle_s: float = 2.0) -> list[str]:
+    """Processes still inside the sandbox namespaces once a short grace period has passed."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        left = [p for ns in pair.namespaces
+                for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from vdpalab.evidence import (
     LogMarker,
     VdpaDeviceRef,
     judge_vdpa_evidence,
-    mlx5_events,
     needs_vstats,
     read_kernel_log,
     read_vstats,
@@ -46,7 +45,7 @@ def test_vdpa_evidence(lab: Lab, lab_session, lab_host: Host, guests: GuestPair,
         pytest.skip(f"lab {lab.lab.name} declares no [[vdpa.devices]]")
     marker: LogMarker = session_log_marker or LogMarker.start(lab_host.name)
     log = read_kernel_log(lab_host, marker)
-    events = mlx5_events(log.records)
+    events = log.events
     fallback = needs_vstats(devices, events)
     before: dict = {}
     after: dict = {}
@@ -59,7 +58,7 @@ def test_vdpa_evidence(lab: Lab, lab_session, lab_host: Host, guests: GuestPair,
         after = {(d.name, q): read_vstats(lab_host, d.name, q) for d in fallback for q in VSTATS_QUEUES}
     ovs_lines = lab_host.run(OVS_LOG, timeout=15).stdout.splitlines()
     report = judge_vdpa_evidence(devices, events, before, after, marker=marker.describe(), ovs_lines=ovs_lines)
-    mlx5_lines = "\n".join(e.record.raw for e in events) or "(no mlx5_core lines)"
+    mlx5_lines = "\n".join(f"{e.time or ''} {e.message}" for e in events) or "(no mlx5_vdpa lines)"
     record.attach("kernel log: mlx5 lines since the marker", f"$ {log.command}\n{mlx5_lines}")
     record.attach("vdpa evidence", report.message() + (f"\ntraffic during vstats: {traffic}" if traffic else ""))
     for dev in report.devices:

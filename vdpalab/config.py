@@ -8,6 +8,7 @@ naming the file, the key path and the problem; nothing here prints a traceback.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -209,6 +210,19 @@ class GuestSettings(Model):
         default_factory=lambda: ["page-per-vq=on", "iommu_platform=on", "disable-legacy=on"]
     )
     extra_qemu_args: list[str] = Field(default_factory=list)
+    # direct kernel boot instead of a disk image (the emulated-qemu lab's guest image: -kernel/-initrd/-append)
+    kernel: str | None = None
+    initrd: str | None = None
+    append: str | None = None
+    # a management NIC: QEMU user networking (restrict=on) forwarding 127.0.0.1:PORT on the lab host to the guest's
+    # port 22 (the seed reached its guests over the serial console); the guest's ssh settings then name that port
+    mgmt_ssh_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    mgmt_mac: MacAddress | None = None
+    # guest RAM: None = QEMU's own RAM for vhost-vdpa (the seed), a hugetlbfs file for vhost-user; "memfd" = a
+    # shared memfd (vhost-user without hugepages), "file" = a file in hugepages.mount, "none" = QEMU's own RAM
+    memory_backend: Literal["memfd", "file", "none"] | None = None
+    # where the guests layer keeps console log, pidfile and QMP socket on the lab host (default /run/vdpalab/LAB)
+    runtime_dir: str | None = None
     boot_timeout_s: PositiveFloat = 180.0
     ssh: SSHSettings
 
@@ -264,6 +278,7 @@ class EmulatedSettings(Model):
     prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,11}$")] = "vdpalab"
     state_dir: str = ".state"
     host_netns: str | None = None
+    image_cache: str | None = None  # qemu flavour: where guest images are built and cached (e.g. .state/images)
 
 
 class Lab(Model):
@@ -309,8 +324,8 @@ class Lab(Model):
             return None
         p = Path(path).expanduser()
         if p.is_absolute() or not self.source:
-            return p
-        return Path(self.source).parent / p
+            return Path(os.path.normpath(p))
+        return Path(os.path.normpath(Path(self.source).parent / p))  # no "..": paths are compared with /proc/mounts
 
 
 class CrossFieldProblem(Exception):
@@ -390,6 +405,13 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
         guest_ips.setdefault(guest.address, g)
         if guest.kind in ("qemu", "libvirt") and not (guest.vdpa_device or guest.vhost_user_socket):
             problems.append((f"guest[{g}].vdpa_device", f"a {guest.kind} guest needs vdpa_device or vhost_user_socket"))
+        for key in ("initrd", "append"):
+            if getattr(guest, key) is not None and guest.kernel is None:
+                problems.append((f"guest[{g}].{key}", f"{key} is used only with kernel (direct kernel boot)"))
+        if guest.kind != "qemu":
+            for key in ("kernel", "mgmt_ssh_port", "memory_backend"):
+                if getattr(guest, key) is not None:
+                    problems.append((f"guest[{g}].{key}", f"{key} is for qemu guests, not {guest.kind}"))
         if guest.representor and guest.representor not in lab.representor_names:
             problems.append((f"guest[{g}].representor", f"{guest.representor!r} is not a declared representor"))
     if lab.lab.kind == "emulated" and lab.emulated is None:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from vdpalab.config import Lab
 from vdpalab.errors import HostUnreachable
-from vdpalab.evidence import LogMarker, is_harmless_ovs_line, kernel_log_command, parse_kernel_log, records_after
+from vdpalab.evidence import LogMarker, is_harmless_ovs_line, kernel_log_command, records_after
 from vdpalab.hosts.base import CommandHistory, Host
+from vdpalab.parsers.kernel_log import parse_kernel_log
 
 COMMAND_TIMEOUT = 8.0
 HISTORY_LIMIT = 200
@@ -101,9 +102,10 @@ def _since(marker: LogMarker) -> Callable[[str], str]:
         if marker.kind != "dmesg":
             return text
         try:
-            return "\n".join(r.raw for r in records_after(parse_kernel_log(text), marker))
-        except Exception:
+            kept = {r.line_no for r in records_after(parse_kernel_log(text).records, marker)}
+        except Exception:  # unparsable: show it all rather than nothing
             return text
+        return "\n".join(line for n, line in enumerate(text.splitlines(), start=1) if n in kept)
     return post
 
 

@@ -14,13 +14,13 @@ OVS logs ``internal error parsing flow key`` for IGMP multicast in the seed; the
 seed calls it harmless and so does this module (``is_harmless_ovs_line``).
 
 Layout: ``take_marker`` / ``read_kernel_log`` / ``read_vstats`` touch a host;
-everything else is a pure function over text or parsed records, self-tested
-against the seed's log and recorded real logs.
+everything else is a pure function over parsed records (the ``kernel-log`` and
+``vdpa-vstats`` parsers of ``vdpalab.parsers``), self-tested against the seed's log
+and recorded real logs.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from vdpalab.errors import HostError, ParseError
 from vdpalab.hosts.base import Host
+from vdpalab.parsers.kernel_log import LogRecord, VdpaEvent, parse_kernel_log
+from vdpalab.parsers.vdpa import VqStats, parse_vdpa_vstats
 
 MarkerKind = Literal["journal", "dmesg", "start"]
 SHORT = 10.0
@@ -124,214 +126,66 @@ def kernel_log_command(marker: LogMarker) -> str:
 
 
 @dataclass(frozen=True)
-class KernelRecord:
-    """One kernel log record: its (first) line number, timestamp when the format has one, and message."""
+class KernelLogSlice:
+    """What was read since a marker: the command, its text, and the parsed records and events.
 
-    line_no: int
-    message: str
-    raw: str
-    uptime_s: float | None = None  # dmesg's [seconds since boot]
-    stamp: str | None = None  # a wall-clock stamp as printed (journal/syslog/dmesg -T)
-    ident: str | None = None  # syslog identifier (kernel, ovs-vswitchd, ...)
-
-
-@dataclass(frozen=True)
-class KernelLog:
-    """What was read since a marker, from which source."""
+    Parsing is the ``kernel-log`` parser's (``vdpalab.parsers.kernel_log``): records in any of
+    dmesg / dmesg -T / syslog / journalctl formats, the mlx5_vdpa events among them, and OVS's
+    flow-key errors set aside as harmless.
+    """
 
     marker: LogMarker
     command: str
     text: str
-    records: list[KernelRecord]
+    records: list[LogRecord]
+    events: list[VdpaEvent]
 
     @property
     def source(self) -> str:
         return self.marker.describe()
 
 
-_DMESG = re.compile(r"^\[\s*(?P<up>\d+\.\d+)\]\s?(?P<msg>.*)$")
-_DMESG_T = re.compile(r"^\[(?P<stamp>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})\]\s?(?P<msg>.*)$")
-_SYSLOG = re.compile(
-    r"^(?P<stamp>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?)|"
-    r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:?\d\d|Z)?))"
-    r" (?P<host>\S+) (?P<ident>[^\s:\[]+)(?:\[\d+\])?: (?P<msg>.*)$"
-)
-
-
-def parse_kernel_log(text: str) -> list[KernelRecord]:
-    """dmesg (plain or -T), journalctl short/short-iso/short-precise and /var/log/messages lines.
-
-    A line that starts none of these formats continues the previous record (a
-    mail client wrapped it): it is joined with one space. journalctl's '-- ... --'
-    banner lines are skipped. Pure: no I/O.
-    """
-    records: list[dict[str, Any]] = []
-    for line_no, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-        line = raw.rstrip()
-        if not line.strip():
-            continue
-        if line.startswith("-- ") and line.endswith(" --"):
-            continue
-        if m := _DMESG.match(line):
-            records.append({"line_no": line_no, "message": m.group("msg"), "raw": line,
-                            "uptime_s": float(m.group("up"))})
-        elif m := _DMESG_T.match(line):
-            records.append({"line_no": line_no, "message": m.group("msg"), "raw": line, "stamp": m.group("stamp")})
-        elif m := _SYSLOG.match(line):
-            records.append({"line_no": line_no, "message": m.group("msg"), "raw": line, "stamp": m.group("stamp"),
-                            "ident": m.group("ident")})
-        elif records:
-            records[-1]["message"] += " " + line.strip()
-            records[-1]["raw"] += "\n" + line
-        else:
-            raise ParseError("kernel-log", "first line is neither dmesg, journalctl nor syslog format", line_no, line)
-    return [KernelRecord(**r) for r in records]
-
-
-def records_after(records: Iterable[KernelRecord], marker: LogMarker) -> list[KernelRecord]:
+def records_after(records: Iterable[LogRecord], marker: LogMarker) -> list[LogRecord]:
     """Apply a dmesg marker (journal cursors are applied by journalctl itself)."""
     if marker.kind != "dmesg":
         return list(records)
     after = float(marker.value or 0.0)
-    return [r for r in records if r.uptime_s is None or r.uptime_s > after]
+    return [r for r in records if r.mono_s is None or r.mono_s > after]
 
 
-def read_kernel_log(host: Host, marker: LogMarker, timeout: float = 20.0) -> KernelLog:
+def parse_since(text: str, marker: LogMarker) -> tuple[list[LogRecord], list[VdpaEvent]]:
+    """Parse a kernel log and keep what came after ``marker``; an empty log is no records, not an error."""
+    if not text.strip():
+        return [], []
+    log = parse_kernel_log(text)
+    records = records_after(log.records, marker)
+    kept = {r.line_no for r in records}
+    return records, [e for e in log.vdpa_events if e.line_no in kept]
+
+
+def read_kernel_log(host: Host, marker: LogMarker, timeout: float = 20.0) -> KernelLogSlice:
     """The host's kernel log since ``marker``; raises HostError when it cannot be read at all."""
     command = kernel_log_command(marker)
     result = host.run(command, timeout=timeout)
     if not result.ok and not result.stdout.strip():
         why = result.stderr.strip()[-300:]
         raise HostError(host.name, command, f"cannot read the kernel log (rc={result.rc}): {why}")
-    records = records_after(parse_kernel_log(result.stdout), marker)
-    text = result.stdout if marker.kind != "dmesg" else "\n".join(r.raw for r in records)
-    return KernelLog(marker, command, text, records)
+    records, events = parse_since(result.stdout, marker)
+    return KernelLogSlice(marker, command, result.stdout, records, events)
 
 
-# ------------------------------------------------------------------------------------ mlx5 events
-EventKind = Literal["reset", "map-update", "error", "warning", "other"]
-
-_MLX5 = re.compile(
-    r"mlx5_core (?P<pci>[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): "
-    r"(?P<func>[A-Za-z_][\w]*):(?P<line>\d+):\(pid (?P<pid>\d+)\):?\s*(?:(?P<level>warning|error):?\s*)?(?P<msg>.*)$"
-)
-
-
-@dataclass(frozen=True)
-class Mlx5Event:
-    """One mlx5_core driver line about a PCI function, classified."""
-
-    pci: str
-    function: str
-    pid: int
-    level: str | None
-    message: str
-    kind: EventKind
-    record: KernelRecord
-
-    @property
-    def vdpa(self) -> bool:
-        return self.function.startswith("mlx5_vdpa") or "virtqueue" in self.function
-
-
-def _kind(func: str, level: str | None, msg: str) -> EventKind:
-    if "performing device reset" in msg:
-        return "reset"
-    if "memory map update" in msg:
-        return "map-update"
-    lowered = msg.lower()
-    if level == "error" or any(w in lowered for w in ("error", "failed", "timeout")):
-        return "error"
-    if level == "warning":
-        return "warning"
-    return "other"
-
-
-def mlx5_events(records: Iterable[KernelRecord]) -> list[Mlx5Event]:
-    """Every mlx5_core 'func:line:(pid N)' line, in log order."""
-    out: list[Mlx5Event] = []
-    for rec in records:
-        m = _MLX5.search(rec.message)
-        if m:
-            out.append(Mlx5Event(
-                pci=m.group("pci").lower(), function=m.group("func"), pid=int(m.group("pid")),
-                level=m.group("level"), message=m.group("msg").strip(),
-                kind=_kind(m.group("func"), m.group("level"), m.group("msg")), record=rec,
-            ))
-    return out
-
+# event kinds of the kernel-log parser that say something went wrong on a VF (reported, not judged)
+PROBLEM_KINDS = ("map_failed", "resume_failed", "suspend_failed", "mr_leak", "vq_modify_error", "cmd_timeout")
 
 _HARMLESS_OVS = re.compile(r"internal error parsing flow key .*(?:proto=2\b|dst=224\.0\.0\.)")
 
 
 def is_harmless_ovs_line(line: str) -> bool:
-    """The seed's 'internal error parsing flow key' for IGMP multicast (proto=2, 224.0.0.x): harmless."""
-    return bool(_HARMLESS_OVS.search(line))
+    """The seed's 'internal error parsing flow key' for IGMP multicast (proto=2, 224.0.0.x): harmless.
 
-
-# ------------------------------------------------------------------------------------------ vstats
-@dataclass(frozen=True)
-class VqStats:
-    """``vdpa dev vstats show DEV qidx Q``: one virtqueue's descriptor counters."""
-
-    device: str
-    qidx: int
-    queue_type: str | None
-    received_desc: int | None
-    completed_desc: int | None
-
-
-_VSTATS_TEXT = re.compile(r"^(?P<dev>\S+): (?P<body>queue_type .*)$")
-
-
-def parse_vstats(text: str, qidx: int) -> VqStats:
-    """Text (``vdpa dev vstats show``) or JSON (``vdpa -j ...``) output; raises ParseError otherwise.
-
-    Text::  vdpa-a: queue_type tx received_desc 321812 completed_desc 321812
-    JSON::  {"vstats":{"vdpa-a":{"queue_type":"rx","received_desc":114855,"completed_desc":114617}}}
+    Stricter than the parser's ``is_ovs_flow_key_error``: only the seed's IGMP case is excused here.
     """
-    kind = "vdpa-vstats"
-    body = text.strip()
-    if not body:
-        raise ParseError(kind, "empty output")
-    if body.startswith("{"):
-        try:
-            doc = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise ParseError(kind, f"not valid JSON ({exc.msg})", 1, body.splitlines()[0]) from None
-        stats = doc.get("vstats") if isinstance(doc, dict) else None
-        if not isinstance(stats, dict) or len(stats) != 1:
-            raise ParseError(kind, "expected {'vstats': {DEV: {...}}}")
-        (device, values), = stats.items()
-        if not isinstance(values, dict):
-            raise ParseError(kind, f"vstats.{device} is not an object")
-
-        def num(key: str) -> int | None:
-            v = values.get(key)
-            if v is None:
-                return None
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ParseError(kind, f"vstats.{device}.{key} is not an integer: {v!r}")
-            return v
-
-        return VqStats(device, qidx, values.get("queue_type"), num("received_desc"), num("completed_desc"))
-    for line_no, line in enumerate(body.splitlines(), start=1):
-        m = _VSTATS_TEXT.match(line.strip())
-        if not m:
-            continue
-        tokens = m.group("body").split()
-        if len(tokens) % 2:
-            raise ParseError(kind, "odd number of name/value tokens", line_no, line)
-        pairs = dict(zip(tokens[::2], tokens[1::2], strict=True))
-        numbers: dict[str, int | None] = {}
-        for key in ("received_desc", "completed_desc"):
-            v = pairs.get(key)
-            if v is not None and not v.isdigit():
-                raise ParseError(kind, f"{key} {v!r} is not a number", line_no, line)
-            numbers[key] = None if v is None else int(v)
-        return VqStats(m.group("dev"), qidx, pairs.get("queue_type"), numbers["received_desc"],
-                       numbers["completed_desc"])
-    raise ParseError(kind, "no 'DEV: queue_type ...' line", 1, body.splitlines()[0])
+    return bool(_HARMLESS_OVS.search(line))
 
 
 def vstats_argv(device: str, qidx: int) -> list[str]:
@@ -339,18 +193,24 @@ def vstats_argv(device: str, qidx: int) -> list[str]:
 
 
 def read_vstats(host: Host, device: str, qidx: int, timeout: float = SHORT) -> VqStats | str:
-    """The counters, or a string saying why they are unavailable (old iproute2, driver without stats)."""
+    """The counters (``vdpa-vstats`` parser), or a string saying why they are unavailable
+    (old iproute2 without ``vstats``, a driver without vendor stats, an unreadable output)."""
+    argv = vstats_argv(device, qidx)
     try:
-        result = host.run(vstats_argv(device, qidx), timeout=timeout)
+        result = host.run(argv, timeout=timeout)
     except HostError as exc:
         return f"{device} qidx {qidx}: {exc}"
     if not result.ok:
-        return f"{device} qidx {qidx}: `{' '.join(vstats_argv(device, qidx))}` failed: " \
-               f"{(result.stderr or result.stdout).strip()[-200:] or f'rc={result.rc}'}"
+        why = (result.stderr or result.stdout).strip()[-200:] or f"rc={result.rc}"
+        return f"{device} qidx {qidx}: `{' '.join(argv)}` failed: {why}"
     try:
-        return parse_vstats(result.stdout, qidx)
+        stats = parse_vdpa_vstats(result.stdout)
     except ParseError as exc:
         return f"{device} qidx {qidx}: {exc}"
+    vq = stats.devs.get(device)
+    if vq is None:
+        return f"{device} qidx {qidx}: the output names {sorted(stats.devs)}, not {device}"
+    return vq
 
 
 # ----------------------------------------------------------------------------------------- verdict
@@ -370,9 +230,9 @@ class VdpaDeviceRef:
 @dataclass
 class DeviceEvidence:
     device: VdpaDeviceRef
-    resets: list[Mlx5Event] = field(default_factory=list)
-    map_updates: list[Mlx5Event] = field(default_factory=list)
-    problems_seen: list[Mlx5Event] = field(default_factory=list)  # mlx5 warnings/errors for this VF
+    resets: list[VdpaEvent] = field(default_factory=list)
+    map_updates: list[VdpaEvent] = field(default_factory=list)
+    problems_seen: list[VdpaEvent] = field(default_factory=list)  # mlx5_vdpa warnings/errors for this VF
     vstats: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # qidx -> (recv Δ, completed Δ)
     vstats_unavailable: str | None = None
     source: EvidenceSource = "none"
@@ -418,7 +278,8 @@ class EvidenceReport:
         out = []
         for dev in self.devices:
             for ev in dev.problems_seen:
-                out.append(f"{dev.device.vf_pci}: {ev.function}: {ev.level or ev.kind}: {ev.message}")
+                text = ev.message.split("):", 1)[-1].strip() if "(pid " in ev.message else ev.message
+                out.append(f"{dev.device.vf_pci}: {ev.function}: {ev.kind}: {text}")
         return out
 
     def message(self) -> str:
@@ -437,15 +298,15 @@ class EvidenceReport:
         return "\n".join(lines)
 
 
-def needs_vstats(devices: Sequence[VdpaDeviceRef], events: Sequence[Mlx5Event]) -> list[VdpaDeviceRef]:
+def needs_vstats(devices: Sequence[VdpaDeviceRef], events: Sequence[VdpaEvent]) -> list[VdpaDeviceRef]:
     """The devices whose VF has no 'memory map update' line: their evidence must come from vq counters."""
-    mapped = {e.pci for e in events if e.kind == "map-update"}
+    mapped = {e.pci for e in events if e.kind == "memory_map_update"}
     return [d for d in devices if d.vf_pci.lower() not in mapped]
 
 
 def judge_vdpa_evidence(
     devices: Sequence[VdpaDeviceRef],
-    events: Sequence[Mlx5Event],
+    events: Sequence[VdpaEvent],
     vstats_before: Mapping[tuple[str, int], VqStats | str] | None = None,
     vstats_after: Mapping[tuple[str, int], VqStats | str] | None = None,
     *,
@@ -455,18 +316,19 @@ def judge_vdpa_evidence(
 ) -> EvidenceReport:
     """Per VF: a device reset is required; then a memory map update, or else vq counters that rose.
 
-    ``vstats_before``/``after`` map (device, qidx) to counters, or to the reason they
-    are unavailable. mlx5 warnings and errors on the VF are reported, not judged (the
-    traffic tests judge the datapath itself).
+    ``events`` are the kernel-log parser's vDPA events since the marker. ``vstats_before``/
+    ``after`` map (device, qidx) to counters (the vdpa-vstats parser's ``VqStats``), or to
+    the reason they are unavailable. mlx5_vdpa warnings and errors on the VF are reported,
+    not judged (the traffic tests judge the datapath itself).
     """
     report = EvidenceReport([], marker, [ln for ln in ovs_lines if is_harmless_ovs_line(ln)])
     for dev in devices:
         pci = dev.vf_pci.lower()
         ev = DeviceEvidence(dev)
         mine = [e for e in events if e.pci == pci]
-        ev.resets = [e for e in mine if e.kind == "reset"]
-        ev.map_updates = [e for e in mine if e.kind == "map-update"]
-        ev.problems_seen = [e for e in mine if e.kind in ("error", "warning")]
+        ev.resets = [e for e in mine if e.kind == "device_reset"]
+        ev.map_updates = [e for e in mine if e.kind == "memory_map_update"]
+        ev.problems_seen = [e for e in mine if e.kind in PROBLEM_KINDS]
         report.devices.append(ev)
         if not ev.resets:
             ev.failure = (f"no 'performing device reset' from mlx5_vdpa for VF {dev.vf_pci} since the marker "

@@ -7,7 +7,13 @@ is emulated, runs the bring-up layers and writes their outcomes to
 attaches: it reads the same outcomes (so a broken layer is the same skip reason
 everywhere) and opens its own SSH connections. Teardown happens once, in the
 process that owns the run (the xdist controller, or the only process), after
-every worker has finished.
+every worker has finished. A bring-up that raises is recorded as the lab's
+``infra_error`` like a failed build, so no other process retries it.
+
+Each step appends a line (time, pid, run id) to the lab's ``session-events.log``:
+``bringup-start``/``bringup-end`` by the process that brought the lab up, ``attach``
+by each other process, ``detach`` when a worker is done, ``teardown-start``/``-end``
+(or ``keep-up``) by the owner: the proof that bring-up and teardown ran once per run.
 """
 
 from __future__ import annotations
@@ -164,7 +170,11 @@ class LabSession:
                 self.log(f"lab {self.lab.lab.name}: infrastructure failed: {record.infra_error}")
             if not record.infra_error:
                 record.log_marker = self._take_marker()
-                record.outcomes, record.versions = self._layers_up()
+                try:
+                    record.outcomes, record.versions = self._layers_up()
+                except Exception as exc:  # recorded, not raised: the other processes must not retry it
+                    record.infra_error = f"bring-up raised {type(exc).__name__}: {exc}"
+                    self.log(f"lab {self.lab.lab.name}: {record.infra_error}")
             self._write_record(record)
             self._event("bringup-end")
             self.record = record
@@ -231,6 +241,16 @@ class LabSession:
                 raise LayerUnavailable(outcome.skip_reason)
 
     # --- teardown ---
+    def close(self) -> None:
+        """A process other than the owner is done with the lab: close its connections (no teardown).
+
+        A process that used the lab says so in the lab's log (``detach``), so the log shows
+        that teardown started only after the last worker let go.
+        """
+        self.hosts.close()
+        if self.record is not None:
+            self._event("detach")
+
     def teardown(self) -> None:
         """Once per run, by the owning process: restore what bring-up changed, then remove the infrastructure."""
         self.hosts.close()

@@ -50,6 +50,7 @@ class Builder(Protocol):
 # flavour -> "module:Class"; a flavour's module is imported only when a lab of that flavour is used
 BUILDERS: dict[str, str] = {
     "netns": "vdpalab.emulated.netns_lab:EmulatedLab",
+    "qemu": "vdpalab.emulated.qemu_lab:QemuLab",
 }
 
 
@@ -203,10 +204,13 @@ def lab_down(lab: Lab, *, log: Log | None = None) -> list[str]:
     with builder.lock():
         journals = _journals(lab)
         if journals:
-            if not builder.probe().ok:
-                # a killed sshd or vswitchd: restart them so the layers can undo their changes over SSH
-                repaired = builder.up()
-                done += [f"repaired: {c}" for c in getattr(repaired, "changed", [])]
+            try:
+                if not builder.probe().ok:
+                    # a killed sshd or vswitchd: restart them so the layers can undo their changes over SSH
+                    repaired = builder.up()
+                    done += [f"repaired: {c}" for c in getattr(repaired, "changed", [])]
+            except Exception as exc:  # the repair failed: the layers are tried anyway, the builder still cleans up
+                errors.append(f"repair before layers down: {type(exc).__name__}: {exc}")
             hosts = HostPool(lab)
             try:
                 bringup = _bringup(lab, hosts)

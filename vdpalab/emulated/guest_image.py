@@ -2,9 +2,10 @@
 
 The emulated-qemu lab boots real QEMU guests without a disk image: the kernel is Debian's cloud kernel
 (``apt-get download linux-image-<ver>-cloud-amd64``), the initramfs is written here (cpio newc, gzip) and
-holds busybox-static, dropbear, iperf3 and iputils ``ping`` (with their ldd-resolved libraries), the virtio
-modules (``virtio_pci``, ``virtio_net`` and what they depend on) and an ``/init`` that configures each NIC by
-MAC from the kernel command line, starts dropbear (public-key only) and prints :data:`READY_MARKER`.
+holds busybox-static, dropbear, iperf3, iputils ``ping`` and iproute2 ``ip``/``ss`` (with their ldd-resolved
+libraries), the virtio modules (``virtio_pci``, ``virtio_net`` and what they depend on) and an ``/init`` that
+configures each NIC by MAC from the kernel command line, starts dropbear (public-key only) and prints
+:data:`READY_MARKER`.
 
 Kernel command line understood by ``/init``::
 
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from vdpalab.errors import LabStateError
 
-BUILDER_VERSION = "2"  # bump when the initramfs layout or /init changes: it is part of the cache key
+BUILDER_VERSION = "3"  # bump when the initramfs layout or /init changes: it is part of the cache key
 READY_MARKER = "VDPALAB-GUEST-READY"
 ERROR_MARKER = "VDPALAB-GUEST-ERROR"
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
@@ -51,9 +52,12 @@ GUEST_TOOLS = (
     ("/usr/sbin/dropbear", "usr/sbin/dropbear"),
     ("/usr/bin/iperf3", "usr/bin/iperf3"),
     ("/usr/bin/ping", "usr/bin/ping"),
+    # iproute2: the layers and tests read `ip link`/`ip -4 -o addr` and `ss -Hltn` as on any Linux guest
+    ("/usr/bin/ip", "usr/bin/ip"),
+    ("/usr/bin/ss", "usr/bin/ss"),
 )
 #: Busybox applets not linked because a real tool takes the name (iputils ping has ``-f``).
-SKIPPED_APPLETS = frozenset({"ping", "ping6"})
+SKIPPED_APPLETS = frozenset({"ping", "ping6", "ip"})
 #: Key types dropbear 2022.83 accepts for public-key login.
 SUPPORTED_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 HOST_KEY_GUEST_PATH = "etc/dropbear/dropbear_ed25519_host_key"

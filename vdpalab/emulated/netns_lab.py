@@ -24,6 +24,7 @@ removes exactly what this lab created, also after a crash.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pr_netns
 
 from vdpalab.config import Lab
@@ -453,7 +454,11 @@ class EmulatedLab:
                 for ns, name in ((veth.netns, veth.name), (veth.peer_netns, veth.peer)):
                     if name in links[ns]:
                         with ipr_in(ns) as ipr:
-                            ipr.link("del", index=links[ns][name]["index"])
+                            try:
+                                ipr.link("del", index=links[ns][name]["index"])
+                            except NetlinkError as exc:  # deleting one end of a pair already removed the other
+                                if exc.code != errno.ENODEV:
+                                    raise
                 with ipr_in(veth.netns) as ipr:
                     peer: dict[str, Any] = {"ifname": veth.peer}
                     if veth.peer_netns != veth.netns:

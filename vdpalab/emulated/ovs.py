@@ -52,10 +52,11 @@ class OvsDirs:
 class PrivateOvs:
     """Start, probe and stop the lab's own OVS daemons (by verified pid, never by name)."""
 
-    def __init__(self, netns: str, dirs: OvsDirs, marker: str) -> None:
+    def __init__(self, netns: str, dirs: OvsDirs, marker: str, vswitchd_binary: str = OVS_VSWITCHD) -> None:
         self.netns = netns
         self.dirs = dirs
         self.marker = marker  # every daemon's command line contains it (the state dir)
+        self.vswitchd_binary = vswitchd_binary  # the DPDK build in the emulated-qemu lab; the pidfile name stays
         if len(str(dirs.run)) > _MAX_RUNDIR:
             raise LabStateError(
                 f"OVS rundir {dirs.run} is {len(str(dirs.run))} characters; unix socket paths in it would "
@@ -118,7 +119,7 @@ class PrivateOvs:
         if self.pid(OVS_VSWITCHD) is None:
             self._run(
                 self._in_netns([
-                    OVS_VSWITCHD,
+                    self.vswitchd_binary,
                     f"unix:{self.dirs.db_sock}",
                     f"--pidfile={self.dirs.pidfile(OVS_VSWITCHD)}",
                     f"--log-file={self.dirs.log / 'ovs-vswitchd.log'}",

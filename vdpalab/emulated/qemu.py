@@ -26,6 +26,8 @@ from typing import Literal
 from vdpalab.errors import LabStateError
 
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+#: console lines after which a guest will not come up (the image's /init failure marker, a kernel panic)
+CONSOLE_ERRORS = ("VDPALAB-GUEST-ERROR", "Kernel panic")
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,7 @@ class QemuProcess:
         marker: str,
         *,
         timeout: float = 120.0,
-        errors: Sequence[str] = ("VDPALAB-GUEST-ERROR", "Kernel panic", "end Kernel panic"),
+        errors: Sequence[str] = CONSOLE_ERRORS,
     ) -> float:
         """Wait until ``marker`` appears on the serial console; return the seconds since start.
 

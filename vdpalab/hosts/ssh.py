@@ -8,6 +8,13 @@ small commands, so this is the difference between seconds and minutes.
 Every command is wrapped so that its first stdout line names the remote process
 group (sshd makes each session's shell a session leader): on timeout the whole
 group is killed over a second channel, so nothing keeps running on the host.
+
+dropbear 2022.83 (the emulated-qemu lab's guests; upstream mkj/dropbear#321, fixed after
+2024.85) kills the whole connection when a channel is opened while it is still closing the
+previous one: paramiko then says ``Unable to open channel`` or ``Channel closed``. Against a
+server whose version string starts with ``SSH-2.0-dropbear`` commands therefore run one at a
+time, each waits until the server has closed its channel, and a channel that fails to open
+(the command never ran) is retried once on a fresh connection.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ _KILL_TIMEOUT = 5.0
 _PGID_SEARCH_LIMIT = 1 << 20
 # free server sessions kept beside the command channels: one SFTP, one kill channel
 _AUX_SESSIONS = 2
+# servers that need one channel at a time, each fully closed before the next (mkj/dropbear#321)
+_SERIAL_SERVERS = ("SSH-2.0-dropbear",)
+_CLOSE_WAIT = 5.0
 
 
 class _HostKeyRejected(paramiko.SSHException):
@@ -171,6 +181,7 @@ class SSHHost(Host):
         self._transport: paramiko.Transport | None = None
         self._connect_lock = threading.Lock()
         self._sessions = threading.BoundedSemaphore(max_sessions)
+        self._serial = threading.Lock()  # held around each command on a dropbear server
         self._kill_slot = threading.BoundedSemaphore(1)
         self._sftp_lock = threading.Lock()
         self._sftp: paramiko.SFTPClient | None = None
@@ -321,13 +332,23 @@ class SSHHost(Host):
         with self._connect_lock:
             self._drop_locked()
 
+    @staticmethod
+    def serial_server(transport: paramiko.Transport) -> bool:
+        """True for a server that must see one channel at a time (dropbear: mkj/dropbear#321)."""
+        return str(getattr(transport, "remote_version", "") or "").startswith(_SERIAL_SERVERS)
+
+    def _drop_transport(self, transport: paramiko.Transport) -> None:
+        """Close ``transport`` if it is still the current one (the next command connects afresh)."""
+        with self._connect_lock:
+            if self._transport is transport:
+                self._drop_locked()
+
     def _open_channel(self, command: str, deadline: float) -> paramiko.Channel:
         """A session channel for ``command``.
 
-        A transport found dead is re-opened once (the command has not started).
-        A refused channel is retried until ``deadline``: sshd counts a closed
-        session until it has reaped it, so under churn it can briefly refuse a
-        new one even below MaxSessions.
+        A transport found dead, or a dropbear connection whose channel failed to open, is re-opened once
+        (the command has not started). A refused channel is retried until ``deadline``: sshd counts a closed
+        session until it has reaped it, so under churn it can briefly refuse a new one even below MaxSessions.
         """
         reopened = False
         delay = 0.005
@@ -349,8 +370,9 @@ class SSHHost(Host):
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
             except (OSError, EOFError, paramiko.SSHException) as exc:
-                if transport.is_active() or reopened:
+                if reopened or (transport.is_active() and not self.serial_server(transport)):
                     raise HostUnreachable(self.name, self.shown(command), f"cannot open a channel: {exc}")
+                self._drop_transport(transport)
                 reopened = True
 
     # ---- commands -------------------------------------------------------------------
@@ -374,17 +396,46 @@ class SSHHost(Host):
                 "",
                 f"no free SSH session (max_sessions={self.max_sessions}) within the timeout; command not started",
             )
+        serial = None
         try:
-            # a lazy (re)connect has its own connect_timeout: the command's clock starts on its channel
-            chan = self._open_channel(command, time.monotonic() + timeout)
-            started = time.time()
-            t0 = time.monotonic()
-            deadline = t0 + timeout
             try:
-                return self._exec(chan, command, timeout, deadline, stdin, started, t0)
-            finally:
-                chan.close()
+                transport = self.connect()
+            except HostUnreachable as exc:  # name the command that could not run
+                raise HostUnreachable(self.name, self.shown(command), exc.reason)
+            if self.serial_server(transport):
+                serial = self._serial
+                if not serial.acquire(timeout=max(timeout, 0.001)):
+                    serial = None
+                    raise CommandTimeout(
+                        self.name, self.shown(command), timeout, "",
+                        "the previous command on this dropbear connection did not finish within the timeout; "
+                        "command not started",
+                    )
+            for attempt in (1, 2):
+                # a lazy (re)connect has its own connect_timeout: the command's clock starts on its channel
+                chan = self._open_channel(command, time.monotonic() + timeout)
+                started = time.time()
+                t0 = time.monotonic()
+                deadline = t0 + timeout
+                try:
+                    try:
+                        chan.exec_command(self.wrap(command))
+                    except (OSError, EOFError, paramiko.SSHException) as exc:
+                        # the exec request was not accepted: the command did not run, so it is safe to retry
+                        transport = chan.get_transport()
+                        if attempt == 1 and (self.serial_server(transport) or not transport.is_active()):
+                            self._drop_transport(transport)
+                            continue
+                        raise HostUnreachable(self.name, self.shown(command), f"cannot start the command: {exc}")
+                    return self._exec(chan, command, timeout, deadline, stdin, started, t0)
+                finally:
+                    chan.close()
+                    if serial is not None:
+                        _wait_closed(chan, _CLOSE_WAIT)
+            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
         finally:
+            if serial is not None:
+                serial.release()
             self._sessions.release()
 
     def _exec(
@@ -402,7 +453,6 @@ class SSHHost(Host):
         err = bytearray()
         pgid: int | None = None
         try:
-            chan.exec_command(self.wrap(command))
             if stdin:
                 # fed from a thread: a command that answers while it reads (cat) would
                 # otherwise fill the window both ways and deadlock with us
@@ -531,6 +581,18 @@ class SSHHost(Host):
                     raise
                 self._sftp = None
                 raise HostUnreachable(self.name, f"get {remote_path}", f"SFTP failed: {exc}")
+
+
+def _wait_closed(chan: paramiko.Channel, timeout: float) -> None:
+    """Wait until the server has closed ``chan`` too (paramiko unlinks it then), or the transport is gone."""
+    transport = chan.get_transport()
+    channels = getattr(transport, "_channels", None)
+    if channels is None:  # a paramiko without the private map: give the server a moment instead
+        time.sleep(0.02)
+        return
+    deadline = time.monotonic() + timeout
+    while transport.is_active() and channels.get(chan.get_id()) is chan and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _feed(chan: paramiko.Channel, data: bytes) -> None:

@@ -11,8 +11,16 @@
 * ``kind = "netns"`` (the emulated lab): the namespace and its sshd exist already; only the
   data interface is configured (MAC, MTU, address, link up).
 
+The emulated-qemu lab's guests are ``kind = "qemu"`` too, run by the same code: lab.toml gives them
+a vhost-user data NIC (OVS-DPDK's ``dpdkvhostuserclient`` connects to it) with the seed's device
+options plus ``vectors=0``, TCG instead of KVM, a shared memfd for guest RAM (``memory_backend``),
+a direct kernel boot of the built image (``kernel``/``initrd``/``append``), a management NIC with a
+loopback port forward for SSH (``mgmt_ssh_port``) and runtime files in the lab's state dir
+(``runtime_dir``).
+
 For every kind the layer waits for SSH (``boot_timeout_s``; on failure the console log tail is
-in the error) and then sets the data interface's address (``ip addr replace``) over SSH.
+in the error; a QEMU the layer started that exits, or a console that shows a kernel panic, fails
+at once) and then sets the data interface's address (``ip addr replace``) over SSH.
 """
 
 from __future__ import annotations
@@ -27,8 +35,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from vdpalab.config import GuestSettings
-from vdpalab.emulated.qemu import DataNic, QemuSpec, qemu_argv
+from vdpalab.config import GuestSettings, Lab
+from vdpalab.emulated.qemu import CONSOLE_ERRORS, DataNic, QemuSpec, qemu_argv
 from vdpalab.errors import HostError, LayerError
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.parsers.iplink import parse_ip_link
@@ -36,6 +44,25 @@ from vdpalab.parsers.libvirt import parse_libvirt_xml
 
 STOP_WAIT_S = 30
 CONSOLE_TAIL_LINES = 40
+DEFAULT_RUNTIME_ROOT = "/run/vdpalab"
+
+
+def guest_runtime_dir(lab: Lab, guest: GuestSettings) -> str:
+    """Where a guest's console log, pidfile and QMP socket live on the lab host (``/run/vdpalab/LAB`` by default)."""
+    if guest.runtime_dir:
+        return os.path.abspath(str(lab.resolve(guest.runtime_dir)))
+    return f"{DEFAULT_RUNTIME_ROOT}/{lab.lab.name}"
+
+
+def guest_path(lab: Lab, guest: GuestSettings, suffix: str) -> str:
+    return f"{guest_runtime_dir(lab, guest)}/{guest.name}.{suffix}"
+
+
+def memory_backend(guest: GuestSettings) -> str:
+    """The guest RAM QEMU gets: the lab's choice, else the seed's own RAM (vhost-vdpa) or hugepages (vhost-user)."""
+    if guest.memory_backend is not None:
+        return guest.memory_backend
+    return "file" if guest.vhost_user_socket and not guest.vdpa_device else "none"
 
 
 @dataclass(frozen=True)
@@ -78,22 +105,34 @@ class Guests(Layer):
             return "the lab has no [[guest]]"
         return None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.started_at: dict[str, float] = {}  # guest -> when up started its QEMU (monotonic)
+        self.boot_s: dict[str, float] = {}  # guest -> seconds from QEMU start to SSH answering
+
     # --- files on the lab host ---
     @property
     def runtime_dir(self) -> str:
-        return f"/run/vdpalab/{self.lab.lab.name}"
+        return f"{DEFAULT_RUNTIME_ROOT}/{self.lab.lab.name}"
 
     def path(self, guest: GuestSettings, suffix: str) -> str:
-        return f"{self.runtime_dir}/{guest.name}.{suffix}"
+        return guest_path(self.lab, guest, suffix)
 
     def started_here(self) -> list[GuestSettings]:
         return [g for g in self.lab.guest if g.kind in ("qemu", "libvirt")]
 
     # --- QEMU ---
+    def lab_path(self, value: str | None) -> Path | None:
+        """A path from the lab file, absolute (relative ones are relative to the lab file)."""
+        resolved = self.lab.resolve(value)
+        return Path(os.path.abspath(resolved)) if resolved is not None else None
+
     def qemu_spec(self, guest: GuestSettings) -> QemuSpec:
         nics: list[DataNic] = []
-        backend = "none"  # the seed's guests run on QEMU's own RAM: vhost-vdpa pins it through the IOMMU
-        mem_path = None
+        # the seed's guests run on QEMU's own RAM (vhost-vdpa pins it through the IOMMU); a vhost-user backend maps
+        # guest memory, so it must be shared: hugetlbfs on hardware, a memfd in the emulated-qemu lab
+        backend = memory_backend(guest)
+        mem_path = self.lab.resolve(self.lab.hugepages.mount) if backend == "file" else None
         if guest.vdpa_device:
             nics.append(
                 DataNic(
@@ -107,14 +146,12 @@ class Guests(Layer):
             nics.append(
                 DataNic(
                     "vhost-user",
-                    Path(guest.vhost_user_socket),
+                    self.lab_path(guest.vhost_user_socket) or Path(guest.vhost_user_socket),
                     id="net0",
                     mac=guest.mac,
                     device_options=tuple(guest.device_options),
                 )
             )
-            backend = "file"  # vhost-user: the backend maps guest memory, from hugetlbfs
-            mem_path = self.lab.resolve(self.lab.hugepages.mount)
         return QemuSpec(
             binary=guest.qemu_binary,
             name=guest.name,
@@ -123,6 +160,11 @@ class Guests(Layer):
             smp=guest.vcpus,
             memory_mib=guest.memory_mib,
             disk=Path(guest.image) if guest.image else None,
+            kernel=self.lab_path(guest.kernel),
+            initrd=self.lab_path(guest.initrd),
+            append=guest.append,
+            mgmt_ssh_port=guest.mgmt_ssh_port,
+            mgmt_mac=guest.mgmt_mac,
             data_nics=tuple(nics),
             memory_backend=backend,  # type: ignore[arg-type]
             mem_path=mem_path,
@@ -243,14 +285,17 @@ class Guests(Layer):
     # --- plan ---
     def plan_host(self, state: dict[str, GuestRun]) -> list[PlannedCommand]:
         out: list[PlannedCommand] = []
+        made: set[str] = set()
         for guest in self.started_here():
             st = state[guest.name]
             if st.running:
                 continue
-            if not out:
+            directory = guest_runtime_dir(self.lab, guest)
+            if directory not in made:
+                made.add(directory)
                 out.append(
                     self.planned(
-                        ["mkdir", "-p", self.runtime_dir],
+                        ["mkdir", "-p", directory],
                         "guest runtime files: console logs, "
                         + ("pidfiles, QMP sockets" if guest.kind == "qemu" else "domain XML"),
                     )
@@ -313,19 +358,24 @@ class Guests(Layer):
                 self.journal.record(f"defined:{words[2].rsplit('/', 1)[1].removesuffix('.xml')}", True)
             elif words[:2] == ["virsh", "start"]:
                 self.journal.record(f"started:{words[2]}", True)
-        if host_cmds and host_cmds[0].command.startswith("mkdir "):
-            self.execute(host_cmds[:1])
-            host_cmds = host_cmds[1:]
+        self.execute([c for c in host_cmds if c.command.startswith("mkdir ")])
+        host_cmds = [c for c in host_cmds if not c.command.startswith("mkdir ")]
         for guest in self.started_here():
             if guest.kind == "libvirt" and not state[guest.name].defined:
                 self.put_text(self.domain_xml(guest), self.path(guest, "xml"))
-        self.execute(host_cmds)
+        qemu_starts = {self.qemu_command(g): g.name for g in self.started_here() if g.kind == "qemu"}
+        for cmd in host_cmds:
+            if cmd.command in qemu_starts:
+                self.started_at[qemu_starts[cmd.command]] = time.monotonic()
+            self.execute([cmd])
         for guest in self.started_here():
             if guest.kind == "qemu" and not state[guest.name].running:
                 pid = self.read_ok(["cat", self.path(guest, "pid")], what=f"reading {guest.name}'s pidfile").strip()
                 self.journal.record(f"qemu:{guest.name}", int(pid) if pid.isdigit() else None)
         for guest in self.lab.guest:
             self.wait_ssh(guest)
+            if guest.name in self.started_at:
+                self.boot_s[guest.name] = time.monotonic() - self.started_at[guest.name]
         changed = bool(host_cmds)
         for guest in self.lab.guest:
             net = self.probe_net(guest)
@@ -353,6 +403,7 @@ class Guests(Layer):
         deadline = time.monotonic() + guest.boot_timeout_s
         start = time.monotonic()
         last = ""
+        pid = self.journal.get(f"qemu:{guest.name}") if guest.kind == "qemu" else None
         while True:
             try:
                 result = self.on(guest.name).run("true", timeout=max(1.0, min(10.0, deadline - time.monotonic())))
@@ -364,14 +415,28 @@ class Guests(Layer):
                 reset = getattr(self.ctx.hosts, "reset", None)
                 if callable(reset):
                     reset(guest.name)  # dial again next time
+            if pid:  # a QEMU this layer started: fail at once when it died or its kernel panicked
+                problem = self.boot_problem(guest, pid)
+                if problem:
+                    raise LayerError(self.name, f"guest {guest.name}: {problem} ({last})" + self.console_tail(guest))
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            time.sleep(min(2.0, left))
+            time.sleep(min(0.5 if pid else 2.0, left))
         raise LayerError(
             self.name,
             f"guest {guest.name}: no SSH after {guest.boot_timeout_s:g} s ({last})" + self.console_tail(guest),
         )
+
+    def boot_problem(self, guest: GuestSettings, pid: int) -> str | None:
+        """Why waiting longer for SSH is pointless: QEMU exited, or the console shows a fatal boot error."""
+        if not self.qemu_alive(guest, pid):
+            return f"QEMU (pid {pid}) exited before SSH answered"
+        result = self.read(["tail", "-n", str(CONSOLE_TAIL_LINES), self.path(guest, "console.log")])
+        for marker in CONSOLE_ERRORS:
+            if result.ok and marker in result.stdout:
+                return f"the console shows {marker!r}"
+        return None
 
     def console_tail(self, guest: GuestSettings) -> str:
         if guest.kind == "netns":
@@ -391,7 +456,11 @@ class Guests(Layer):
             if guest.kind != "netns" and not run.running:
                 problems.append(f"guest {guest.name} is not running")
                 continue
-            details.append(f"{guest.name}: {guest.kind}" + (f" pid {run.pid}" if run.pid else ""))
+            details.append(
+                f"{guest.name}: {guest.kind}"
+                + (f" pid {run.pid}" if run.pid else "")
+                + (f", boot to SSH {self.boot_s[guest.name]:.1f} s" if guest.name in self.boot_s else "")
+            )
             try:
                 net = self.probe_net(guest)
             except (HostError, OSError, LayerError) as exc:

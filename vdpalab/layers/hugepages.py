@@ -66,9 +66,13 @@ class Hugepages(Layer):
             need += pages
             why.append(f"OVS dpdk-socket-mem {self.lab.ovs.socket_mem} = {pages} page(s)")
         for guest in self.lab.guest:
-            # vhost-user needs guest memory shared with the backend, from hugetlbfs on hardware;
-            # a vhost-vdpa guest (the seed's) runs with QEMU's private RAM, as in the seed's command line
-            if guest.kind in ("qemu", "libvirt") and guest.vhost_user_socket and self.lab.lab.kind == "hardware":
+            # vhost-user needs guest memory shared with the backend: from hugetlbfs on hardware, a memfd in the
+            # emulated-qemu lab (memory_backend = "memfd"); a vhost-vdpa guest (the seed's) runs with QEMU's
+            # private RAM, as in the seed's command line
+            hugetlbfs = guest.memory_backend == "file" or (
+                guest.memory_backend is None and guest.vhost_user_socket and self.lab.lab.kind == "hardware"
+            )
+            if guest.kind in ("qemu", "libvirt") and hugetlbfs:
                 pages = math.ceil(guest.memory_mib * 1024 / size_kb)
                 need += pages
                 why.append(f"guest {guest.name} {guest.memory_mib} MiB = {pages} page(s)")

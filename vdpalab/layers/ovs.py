@@ -26,6 +26,7 @@ as needed.
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,9 @@ RESTART_PREFIXES = ("dpdk-",)
 RESTART_KEYS = frozenset({"hw-offload", "tc-policy", "vhost-iommu-support", "vhost-postcopy-support"})
 WHITESPACE_KEYS = frozenset({"dpdk-extra"})  # EAL arguments: compared word by word
 GET_OTHER_CONFIG = ["ovs-vsctl", "get", "Open_vSwitch", ".", "other_config"]
+# values that are paths on the lab host: relative ones are relative to the lab file, like every path in it
+PATH_OPTIONS = frozenset({"vhost-server-path"})
+PATH_EAL_ARGS = ("--huge-dir=",)
 
 
 def needs_restart(key: str) -> bool:
@@ -119,18 +123,42 @@ class Ovs(Layer):
             groups.append([("vhost-iommu-support", "true" if ovs.vhost_iommu_support else "false")])
         if ovs.dpdk_devargs or ovs.dpdk_extra_args:
             flag = self.allow_flag()
-            extra = " ".join([f"{flag} {devargs}" for devargs in ovs.dpdk_devargs] + list(ovs.dpdk_extra_args))
+            extra = " ".join(
+                [f"{flag} {devargs}" for devargs in ovs.dpdk_devargs] + [self.eal_arg(a) for a in ovs.dpdk_extra_args]
+            )
             groups.append([("dpdk-extra", extra)])
         for key, value in ovs.other_config.items():
             groups.append([(key, value)])
         return groups
+
+    def lab_path(self, value: str) -> str:
+        """A path from the lab file as the host must see it: relative ones become absolute (the lab file's dir)."""
+        if os.path.isabs(value):
+            return value
+        return os.path.abspath(str(self.lab.resolve(value)))
+
+    def eal_arg(self, arg: str) -> str:
+        for prefix in PATH_EAL_ARGS:
+            if arg.startswith(prefix):
+                return prefix + self.lab_path(arg[len(prefix) :])
+        return arg
+
+    def port_options(self, port: PortSettings) -> dict[str, str]:
+        return {k: self.lab_path(v) if k in PATH_OPTIONS else v for k, v in port.options.items()}
 
     def desired(self) -> dict[str, str]:
         return {k: v for group in self.desired_groups() for k, v in group}
 
     @property
     def restart_command(self) -> str | None:
-        return self.lab.ovs.restart_command
+        """The lab's command; a relative program path in it (the emulated-qemu lab's ovs-ctl) is made absolute."""
+        cmd = self.lab.ovs.restart_command
+        if cmd is None:
+            return None
+        program, sep, rest = cmd.partition(" ")
+        if "/" in program:
+            program = self.lab_path(program)
+        return program + sep + rest
 
     def service_command(self, action: str) -> str | None:
         """start/stop from restart_command ("systemctl restart openvswitch" -> "systemctl start openvswitch")."""
@@ -199,7 +227,7 @@ class Ovs(Layer):
         settings = []
         if port.type is not None:
             settings.append(f"type={port.type}")
-        settings += [kv_arg(f"options:{k}", v) for k, v in port.options.items()]
+        settings += [kv_arg(f"options:{k}", v) for k, v in self.port_options(port).items()]
         text = shlex.join(words)
         if settings:
             text += f" -- set Interface {shlex.quote(port.name)} " + " ".join(settings)
@@ -212,7 +240,7 @@ class Ovs(Layer):
             return f"port {port.name} of {bridge.name} has no interface {port.name}"
         if port.type is not None and (iface.type or "") != port.type:
             return f"interface {port.name} is type {iface.type or '(system)'}, the lab wants {port.type}"
-        for key, value in port.options.items():
+        for key, value in self.port_options(port).items():
             if iface.options.get(key) != value:
                 return f"interface {port.name} has options:{key}={iface.options.get(key)}, the lab wants {value}"
         return None

@@ -6,7 +6,8 @@ to stop it even when the command that started it timed out. So each job gets a
 private work directory on the host, runs detached in a session of its own
 (``setsid``, so a timeout kill of another command's process group never hits it),
 writes its output to files there, and is stopped by the pid the shell printed.
-Only that pid is ever signalled.
+Only that pid is ever signalled, so a job should be one process (``exec`` in a shell
+wrapper): children of a killed job are not hunted down.
 """
 
 from __future__ import annotations
