@@ -17,7 +17,7 @@ selftest: setup
 	$(PYTEST) selftest
 
 lab-tests: setup
-	$(PYTEST) -m "bringup or datapath" --lab lab.toml
+	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 
 qemu-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml
@@ -25,7 +25,7 @@ qemu-tests: setup
 test: setup
 	.venv/bin/ruff check .
 	$(PYTEST) selftest
-	$(PYTEST) -m "bringup or datapath" --lab lab.toml
+	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi
 
 bench-suite: setup

@@ -253,9 +253,21 @@ class Iperf3Profile(Model):
     binary: str = "iperf3"
 
 
+class BenchmarkProfile(Model):
+    """The benchmarks: repeated trials after one unmeasured warm-up trial (as CSIT and LNST do)."""
+
+    trials: Annotated[int, Field(ge=1, le=100)] = 3
+    warmup: bool = True
+    duration_s: PositiveFloat = 5.0
+    protocols: list[Literal["tcp", "udp"]] = Field(default_factory=lambda: ["tcp", "udp"])
+    latency_count: Annotated[int, Field(ge=10)] = 2000
+    latency_interval_s: PositiveFloat = 0.002
+
+
 class TrafficSettings(Model):
     ping: PingProfile = Field(default_factory=PingProfile)
     iperf3: Iperf3Profile = Field(default_factory=Iperf3Profile)
+    benchmark: BenchmarkProfile = Field(default_factory=BenchmarkProfile)
 
 
 class Thresholds(Model):

@@ -59,6 +59,7 @@ from vdpalab.errors import LabStateError
 RECORD = "qemu-lab.json"
 OVS_CTL = "ovs-ctl"
 DPDK_START_TIMEOUT_S = 60.0
+DEFAULT_FILE_PREFIX = "rte"  # EAL's prefix when dpdk-extra has none
 
 Log = Callable[[str], None]
 
@@ -243,7 +244,11 @@ class QemuLab(EmulatedLab):
         if self.record_path.exists():
             return
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"dpdk_root_existed": DPDK_RUNTIME_ROOT.exists(), "created": time.time()}
+        record = {
+            "dpdk_root_existed": DPDK_RUNTIME_ROOT.exists(),
+            "dpdk_default_existed": dpdk_runtime_dir(DEFAULT_FILE_PREFIX).exists(),
+            "created": time.time(),
+        }
         self.record_path.write_text(json.dumps(record, indent=2) + "\n")
 
     def _read_qemu_record(self) -> dict[str, Any]:
@@ -320,7 +325,30 @@ class QemuLab(EmulatedLab):
         pidfile = self.layout.ovs.pidfile(OVS_VSWITCHD)
         stopped = stop_ours(read_pidfile(pidfile), self.layout.marker, timeout=10.0)
         pidfile.unlink(missing_ok=True)
+        self._cleanup_default_prefix()
         return stopped
+
+    def _cleanup_default_prefix(self) -> list[Path]:
+        """Remove ``/var/run/dpdk/rte`` when this lab's vswitchd made it, once that vswitchd is gone.
+
+        OVS initialises DPDK at runtime as soon as ``dpdk-init=true`` is set, before the seed's later keys
+        (dpdk-extra with its --file-prefix) and the restart: that first EAL runs with the default prefix. The
+        directory goes only when it did not exist when the lab came up, the lab's vswitchd log shows an EAL
+        started without --file-prefix, and the lab's vswitchd is not running.
+        """
+        record = self._read_qemu_record()
+        path = dpdk_runtime_dir(DEFAULT_FILE_PREFIX)
+        if record.get("dpdk_default_existed", True) or not path.exists() or self.ovs.pid(OVS_VSWITCHD) is not None:
+            return []
+        log = self.layout.ovs.log / "ovs-vswitchd.log"
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        if not any("EAL ARGS:" in line and "--file-prefix" not in line for line in lines):
+            return []
+        shutil.rmtree(path, ignore_errors=True)
+        return [path]
 
     def start_vswitchd(self) -> list[str]:
         """Start the daemons that are not running; with dpdk-init=true wait for DPDK (else raise, with the log)."""
@@ -358,6 +386,8 @@ class QemuLab(EmulatedLab):
             removed += self._stop_guests()
             removed += super().down()
             removed += self._remove_guest_files()
+            removed += [f"removed {p} (the runtime dir of the EAL OVS started at dpdk-init)"
+                        for p in self._cleanup_default_prefix()]
             if self.file_prefix:
                 existed = self._read_qemu_record().get("dpdk_root_existed", True)
                 for path in cleanup_dpdk_runtime(self.file_prefix, remove_root=not existed):
