@@ -8,11 +8,7 @@ kernel and never seen; the namespaces' own IPv6 noise is tallied, not mistaken.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from scapy.layers.igmp import IGMPv3, IGMPv3_MR, IGMPv3_MR_Group
@@ -38,27 +34,6 @@ pytestmark = pytest.mark.selftest
 A_MAC, B_MAC = "00:11:22:33:44:00", "00:11:22:33:44:10"
 
 
-def leftover_pids(pair: NetnsPair, settle_s: float = 2.0) -> list[str]:
-    """Processes still inside the sandbox namespaces once a short grace period has passed."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        left = [p for ns in pair.namespaces
-                for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NetnsPair]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    sandbox = NetnsPair(prefix=f"vdpalab-dp{os.getpid()}f").create()
-    try:
-        yield sandbox
-        assert not leftover_pids(sandbox), f"processes left in the sandbox namespaces: {leftover_pids(sandbox)}"
-    finally:
-        sandbox.destroy()
 
 
 def _cases(mtu: int = 1500):  # type: ignore[no-untyped-def]

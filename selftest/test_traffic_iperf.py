@@ -8,11 +8,9 @@ and a process that ignores SIGTERM killed by pid.
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,27 +35,6 @@ pytestmark = pytest.mark.selftest
 DATA = Path(__file__).parent / "data"
 
 
-def leftover_pids(pair: NetnsPair, settle_s: float = 2.0) -> list[str]:
-    """Processes still inside the sandbox namespaces once a short grace period has passed."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        left = [p for ns in pair.namespaces
-                for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NetnsPair]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    sandbox = NetnsPair(prefix=f"vdpalab-dp{os.getpid()}i").create()
-    try:
-        yield sandbox
-        assert not leftover_pids(sandbox), f"processes left in the sandbox namespaces: {leftover_pids(sandbox)}"
-    finally:
-        sandbox.destroy()
 
 
 def processes_in(netns: str) -> list[str]:

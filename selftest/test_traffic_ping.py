@@ -7,10 +7,6 @@ the module, checking that no process the runners started is left inside.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,28 +21,6 @@ pytestmark = pytest.mark.selftest
 DATA = Path(__file__).parent / "data"
 
 
-def leftover_pids(pair: NetnsPair, settle_s: float = 2.0) -> list[str]:
-    """Processes still inside the sandbox namespaces once a short grace period has passed."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        left = [p for ns in pair.namespaces
-                for p in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NetnsPair]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    sandbox = NetnsPair(prefix=f"vdpalab-dp{os.getpid()}").create()
-    try:
-        yield sandbox
-        left = leftover_pids(sandbox)
-        assert not left, f"processes left in the sandbox namespaces: {left}"
-    finally:
-        sandbox.destroy()
 
 
 def _run(text: str, spec: PingSpec | None = None) -> PingRun:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 
 from vdpalab.hosts.local import LocalHost
@@ -73,6 +74,19 @@ class NetnsPair:
     @property
     def namespaces(self) -> tuple[str, str]:
         return f"{self.prefix}-a", f"{self.prefix}-b"
+
+    def leftover_pids(self, settle_s: float = 2.0) -> list[str]:
+        """Processes still inside the pair's namespaces once a short grace period has passed."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            left = [
+                pid
+                for ns in self.namespaces
+                for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            ]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
 
     def create(self) -> NetnsPair:
         self.destroy()  # a pair left behind by a killed run: start clean
