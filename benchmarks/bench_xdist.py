@@ -48,6 +48,14 @@ symmetry_udp_rate = "10M"
 symmetry_duration_s = 1
 timeout_s = 10
 
+[traffic.benchmark]
+trials = 1
+warmup = false
+duration_s = 1
+protocols = ["tcp"]
+latency_count = 100
+latency_interval_s = 0.002
+
 [thresholds]
 ping_loss_pct_max = 5
 ping_rtt_avg_ms_max = 50
