@@ -201,9 +201,14 @@ def test_initramfs_contents(built) -> None:
                  "dev/console", gi.HOST_KEY_GUEST_PATH, "root/.ssh/authorized_keys"):
         assert path in entries, path
     assert entries["init"][0] & 0o111 and entries["init"][1].startswith(b"#!/bin/sh")
-    assert stat.S_ISLNK(entries["bin/sh"][0]) and entries["bin/sh"][1] == b"busybox"
+    # dash, not busybox ash: ash would run its own applets (busybox ping, ip) before anything on PATH
+    assert not stat.S_ISLNK(entries["bin/sh"][0]) and entries["bin/sh"][1] == Path("/usr/bin/dash").read_bytes()
+    assert stat.S_ISLNK(entries["bin/ash"][0]) and entries["bin/ash"][1] == b"busybox"
     assert entries["usr/sbin/udhcpd"][1] == b"../../bin/busybox"
     assert not stat.S_ISLNK(entries["usr/bin/ping"][0])  # iputils ping (has -f), not the busybox applet
+    for tool in ("usr/bin/ip", "usr/bin/ss"):  # iproute2, as the layers and the iperf3 runner expect
+        assert not stat.S_ISLNK(entries[tool][0]), tool
+    assert "sbin/ip" not in entries and "bin/ip" not in entries
     assert entries["root/.ssh/authorized_keys"][1].decode().strip() == key.public_key
     assert stat.S_IMODE(entries["root/.ssh/authorized_keys"][0]) == 0o600
     assert b"root:" in entries["etc/passwd"][1] and b"/bin/sh" in entries["etc/shells"][1]

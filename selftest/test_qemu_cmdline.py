@@ -286,3 +286,82 @@ def test_missing_dpdk_drivers(tmp_path: Path) -> None:
     (pmds / "librte_bus_vdev.so.23").write_text("")
     (pmds / "librte_net_af_packet.so.23.0").write_text("")
     assert missing_dpdk_drivers(pmd_dirs=(pmds,)) == []
+
+
+# --- the emulated-qemu lab through the hardware layers (pure: no host is contacted) ---------------------
+
+QEMU_LAB = Path(__file__).resolve().parent.parent / "labs" / "emulated-qemu.toml"
+
+
+def _layers(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from vdpalab.config import load_lab
+    from vdpalab.layers.base import LayerContext
+    from vdpalab.layers.guests import Guests
+    from vdpalab.layers.ovs import Ovs
+
+    lab = load_lab(QEMU_LAB)
+    ctx = LayerContext(lab=lab, hosts={}, state_dir=tmp_path)
+    return lab, Guests(ctx), Ovs(ctx)
+
+
+def test_emulated_qemu_lab_guest_command_line(tmp_path: Path) -> None:
+    """The guests layer renders the qemu lab's guest from lab.toml alone: the seed's NIC options plus vectors=0,
+    TCG, a shared memfd, a direct kernel boot, the management port forward and files in the state dir."""
+    lab, guests, _ovs = _layers(tmp_path)
+    state = QEMU_LAB.parent.parent / ".state" / "emu-qemu"
+    guest = lab.guest[0]
+    argv = qemu_argv(guests.qemu_spec(guest))  # the layer adds -daemonize: the guest runs in the background
+    assert guests.qemu_command(guest).split()[0] == "qemu-system-x86_64"
+    pairs = dict(_pairs(argv[:-1]))
+    assert pairs["-accel"] == "tcg" and pairs["-cpu"] == "max" and pairs["-m"] == "512M"
+    assert "-smp" not in pairs  # one vCPU is QEMU's default
+    assert pairs["-object"] == "memory-backend-memfd,id=mem,size=512M,share=on"
+    assert pairs["-kernel"] == f"{state}/guest/vmlinuz" and pairs["-initrd"] == f"{state}/guest/initrd.img"
+    assert pairs["-append"] == guest.append and "vdpalab.net=52:54:00:aa:01:53,10.0.2.15/24" in pairs["-append"]
+    netdevs = [v for k, v in _pairs(argv[:-1]) if k == "-netdev"]
+    devices = [v for k, v in _pairs(argv[:-1]) if k == "-device"]
+    assert netdevs == ["user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:2153-:22",
+                       "type=vhost-user,id=net0,chardev=chr-net0,queues=1"]
+    assert devices == ["virtio-net-pci,netdev=mgmt,mac=52:54:00:aa:01:53",
+                       "virtio-net-pci,netdev=net0,mac=00:11:22:33:44:00,"
+                       "page-per-vq=on,iommu_platform=on,disable-legacy=on,vectors=0"]
+    assert pairs["-chardev"] == f"socket,id=chr-net0,path={state}/guests/c77g153.vhost-user.sock,server=on,wait=off"
+    assert pairs["-serial"] == f"file:{state}/guests/c77g153.console.log"
+    assert pairs["-pidfile"] == f"{state}/guests/c77g153.pid"
+    assert argv[-4:] == ["-no-user-config", "-nodefaults", "-no-reboot", "-daemonize"]
+
+
+def test_emulated_qemu_lab_ovs_paths_are_relative_to_the_lab_file(tmp_path: Path) -> None:
+    """--huge-dir, vhost-server-path and the restart command's program are lab paths: made absolute for OVS."""
+    lab, _guests, ovs = _layers(tmp_path)
+    state = QEMU_LAB.parent.parent / ".state" / "emu-qemu"
+    assert ovs.desired()["dpdk-extra"] == (
+        f"--huge-dir={state}/hugepages --file-prefix=vdpalab-emu-qemu-dpdk --no-pci"
+    )
+    assert ovs.restart_command == f"{state}/bin/ovs-ctl restart"
+    assert ovs.service_command("start") == f"{state}/bin/ovs-ctl start"
+    port = lab.bridge[0].representors[0]
+    assert ovs.port_command("br30-ovs", port) == (
+        "ovs-vsctl add-port br30-ovs ens2f0_0 -- set Interface ens2f0_0 type=dpdkvhostuserclient "
+        f"options:vhost-server-path={state}/guests/c77g153.vhost-user.sock"
+    )
+    assert ovs.port_command("br30-ovs", lab.bridge[0].uplink) == (
+        "ovs-vsctl add-port br30-ovs ens2f0 -- set Interface ens2f0 type=dpdk "
+        "options:dpdk-devargs=net_af_packet0,iface=ens2f0"
+    )
+
+
+def test_guest_boot_fields_are_checked(tmp_path: Path) -> None:
+    import tomllib
+
+    from vdpalab.config import parse_lab
+    from vdpalab.errors import LabConfigError
+
+    data = tomllib.loads(QEMU_LAB.read_text())
+    del data["guest"][0]["kernel"]
+    with pytest.raises(LabConfigError, match=r"guest\[0\]\.initrd: initrd is used only with kernel"):
+        parse_lab(data, source=str(QEMU_LAB))
+    data = tomllib.loads(QEMU_LAB.read_text())
+    data["guest"][1]["memory_backend"] = "hugepages"
+    with pytest.raises(LabConfigError, match=r"guest\[1\]\.memory_backend"):
+        parse_lab(data, source=str(QEMU_LAB))

@@ -49,6 +49,9 @@ GUEST_MODULES = ("virtio_pci", "virtio_net")
 #: Host binaries copied into the initramfs: (host path, path inside the guest).
 GUEST_TOOLS = (
     ("/usr/bin/busybox", "bin/busybox"),
+    # dash as /bin/sh (root's login shell and `sh -c`): Debian's busybox ash prefers its own applets to PATH
+    # (FEATURE_SH_STANDALONE), so under it `ping` would be busybox ping (no -f) whatever /usr/bin holds
+    ("/usr/bin/dash", "bin/sh"),
     ("/usr/sbin/dropbear", "usr/sbin/dropbear"),
     ("/usr/bin/iperf3", "usr/bin/iperf3"),
     ("/usr/bin/ping", "usr/bin/ping"),
@@ -57,7 +60,7 @@ GUEST_TOOLS = (
     ("/usr/bin/ss", "usr/bin/ss"),
 )
 #: Busybox applets not linked because a real tool takes the name (iputils ping has ``-f``).
-SKIPPED_APPLETS = frozenset({"ping", "ping6", "ip"})
+SKIPPED_APPLETS = frozenset({"ping", "ping6", "ip", "sh"})
 #: Key types dropbear 2022.83 accepts for public-key login.
 SUPPORTED_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 HOST_KEY_GUEST_PATH = "etc/dropbear/dropbear_ed25519_host_key"

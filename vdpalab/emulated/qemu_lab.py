@@ -293,11 +293,16 @@ class QemuLab(EmulatedLab):
         return changed
 
     def _ovs_ctl_text(self) -> str:
+        # the environment's interpreter by a stable name (python and python3 are the same venv; a console script
+        # and `python -m pytest` report different sys.executable)
+        python = Path(sys.prefix) / "bin" / "python"
+        if not os.access(python, os.X_OK):
+            python = Path(sys.executable)
         return (
             "#!/bin/sh\n"
             f"# vdpalab emulated-qemu lab {self.layout.name}: start|stop|restart|status of the lab's private\n"
             "# ovs-vswitchd (the DPDK build); this lab's ovs.restart_command, as systemctl is on a real host.\n"
-            f"exec {shlex.quote(sys.executable)} -m vdpalab.emulated.qemu_lab {OVS_CTL} "
+            f"exec {shlex.quote(str(python))} -m vdpalab.emulated.qemu_lab {OVS_CTL} "
             f"{shlex.quote(self.full_lab.source)} \"$@\"\n"
         )
 
@@ -418,6 +423,44 @@ class QemuLab(EmulatedLab):
                     path.unlink(missing_ok=True)
                     removed.append(f"removed {path}")
         return removed
+
+
+def relabeled_qemu_lab(
+    source: str | Path, dest_dir: str | Path, name: str, *, replace: dict[str, str] | None = None
+) -> Path:
+    """A renamed copy of a qemu lab file (self-tests, benchmarks) that reuses the source's cached guest image.
+
+    Like :func:`vdpalab.emulated.relabel.relabel_lab_file` (state under ``dest_dir/s``), plus: the image cache
+    stays the source's (made absolute), and the copy's client key is one shared test key kept in that cache, so
+    every copy boots the same cached image instead of building one per key. ``replace`` edits the copy's text
+    (e.g. a broken kernel command line). Returns the new lab file.
+    """
+    from vdpalab.emulated.guest_image import generate_ssh_keypair
+    from vdpalab.emulated.relabel import relabel_lab_file
+
+    original = load_lab(source)
+    if original.emulated is None or original.emulated.flavour != "qemu":
+        raise LabStateError(f"{source}: not an emulated lab of flavour 'qemu'")
+    dest = Path(dest_dir)
+    path = relabel_lab_file(source, dest, name, state_dir=dest / "s")
+    text = path.read_text()
+    cache = Path(os.path.abspath(original.resolve(original.emulated.image_cache) or original.resolve(
+        original.emulated.state_dir) / "images"))
+    if original.emulated.image_cache:
+        text = text.replace(f'"{original.emulated.image_cache}"', f'"{cache}"')
+    for old, new in (replace or {}).items():
+        if old not in text:
+            raise LabStateError(f"{source}: {old!r} not found in the lab file")
+        text = text.replace(old, new)
+    path.write_text(text)
+    copy = QemuLab(load_lab(path))
+    key = generate_ssh_keypair(cache / "test-key" / "id_ed25519", comment="vdpalab-test")
+    client = copy.layout.client_key
+    client.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(key.private_key, client)
+    client.chmod(0o600)
+    client.with_name(client.name + ".pub").write_text(key.public_key + "\n")
+    return path
 
 
 def dpdk_runtime_exists(lab: Lab) -> bool:
