@@ -10,15 +10,14 @@ from fixtures.lab_options import labs_of
 @pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     labs = labs_of(metafunc.config)
-    if "bench_protocol" in metafunc.fixturenames:
-        protocols: list[str] = []
+    if "bench_case" in metafunc.fixturenames:
+        cases: list[tuple[str, int]] = []
         for lab in labs:
-            protocols += [p for p in lab.traffic.benchmark.protocols if p not in protocols]
-        metafunc.parametrize("bench_protocol", protocols or ["tcp", "udp"])
-    if "bench_streams" in metafunc.fixturenames:
-        streams: list[int] = []
-        for lab in labs:
-            streams += [n for n in lab.traffic.iperf3.streams if n not in streams]
-        metafunc.parametrize("bench_streams", streams or [1], ids=[f"P{n}" for n in streams or [1]])
+            for protocol in lab.traffic.benchmark.protocols:
+                streams = lab.traffic.iperf3.streams if protocol == "tcp" else [1]  # UDP: one stream at a rate
+                cases += [(protocol, n) for n in streams if (protocol, n) not in cases]
+        cases = cases or [("tcp", 1), ("udp", 1)]
+        ids = [f"{p}-P{n}" if p == "tcp" else p for p, n in cases]
+        metafunc.parametrize("bench_case", cases, ids=ids)
     if "bench_direction" in metafunc.fixturenames:
         metafunc.parametrize("bench_direction", ["forward", "reverse"])
