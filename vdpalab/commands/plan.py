@@ -19,6 +19,7 @@ from vdpalab.config import Lab, load_lab
 from vdpalab.hosts.base import Host
 from vdpalab.layers import LAYER_ORDER
 from vdpalab.layers.base import PlannedCommand
+from vdpalab.session import state_dir_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,12 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", action="append", choices=LAYER_ORDER, help="only these layers (repeatable)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run)
-
-
-def default_state_dir(lab: Lab) -> Path:
-    if lab.emulated is not None:
-        return Path(str(lab.resolve(lab.emulated.state_dir)))
-    return Path(".state") / lab.lab.name
 
 
 class _OfflineHosts(dict):
@@ -90,7 +85,7 @@ def render(lab: Lab, plans: dict[str, list[PlannedCommand]], na: dict[str, str],
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     lab = load_lab(args.lab)
-    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(lab)
+    state_dir = Path(args.state_dir) if args.state_dir else state_dir_of(lab)
     hosts = _OfflineHosts() if (args.offline or args.down) else open_hosts(lab)
     try:
         bring = BringUp(lab, hosts, state_dir, layers=args.layer)  # type: ignore[arg-type]
