@@ -114,7 +114,7 @@ def test_upserts_are_idempotent_and_a_run_round_trips(tmp_path: Path) -> None:
     c.add_commands([cmd])
     run = c.finish("complete", ended=200.0)
     assert c.store.count_rows() == {"runs": 1, "fingerprints": 1, "outcomes": 1, "results": 3, "commands": 1,
-                                    "verdicts": 0}
+                                    "verdicts": 0, "layer_outcomes": 0}
     assert run.status == "complete" and (run.started, run.ended) == (100.0, 200.0)
     assert run.suite_revision == "abc123" and run.pytest_args == ("-m", "datapath")
     assert run.fingerprints["emu"].components["kernel"] == "6.1.0" and run.fingerprints["emu"].host == "h1"

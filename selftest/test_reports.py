@@ -52,8 +52,23 @@ def written(run: RunRecord, tmp_path_factory: pytest.TempPathFactory):
 def test_every_file_is_written_into_the_run_directory(written, run: RunRecord) -> None:
     assert written.run_dir.name == run.run_id
     assert sorted(p.name for p in written.run_dir.iterdir()) == ["junit.xml", "metadata.json", "report.html",
-                                                                  "results.csv"]
+                                                                  "results.csv", "verdicts.csv"]
     assert not list(written.run_dir.glob(".*")), "temporary files were left behind"
+
+
+def test_verdict_rows_in_csv_and_junit(written, run: RunRecord) -> None:
+    """Every verdict is a row (metric, limit, measured, verdict, direction) in verdicts.csv and a JUnit property."""
+    frame = pd.read_csv(written.verdicts_csv, keep_default_na=False)
+    assert len(frame) == len(run.verdicts) > 0
+    for column in ("metric", "limit", "measured", "verdict", "direction", "kind"):
+        assert column in frame.columns
+    assert (frame["verdict"] == "fail").sum() == sum(v.failed for v in run.verdicts)
+    assert (frame["verdict"] == "pass").sum() == sum(v.ok for v in run.verdicts) > 0
+    assert set(frame["direction"]) <= {"higher", "lower"} and "higher" in set(frame["direction"])
+    junit = written.junit_xml.read_text()
+    assert junit.count('name="verdict.') == len(run.verdicts)
+    first = next(v for v in run.verdicts if v.ok and v.limit is not None)
+    assert f"pass: measured {first.seen:.6g} {first.unit}, limit {first.limit:.6g}" in junit
 
 
 def test_results_csv_is_tidy(written, run: RunRecord) -> None:

@@ -8,6 +8,8 @@ import pytest
 
 from vdpalab.config import Thresholds
 from vdpalab.results import (
+    THRESHOLD_TARGETS,
+    VERDICT_COLUMNS,
     CommandRecord,
     Measurement,
     Result,
@@ -16,13 +18,13 @@ from vdpalab.results import (
     TestOutcome,
     Threshold,
     Tolerance,
+    Verdict,
     VerdictStatus,
     canonical_params,
     check_run_id,
-    default_better,
+    judge,
     judge_against_baseline,
     judge_baseline,
-    judge_thresholds,
     new_run_id,
     parse_baseline_spec,
     thresholds_from_config,
@@ -34,16 +36,16 @@ pytestmark = pytest.mark.selftest
 def test_measurement_reduces_to_results_with_stats_and_direction() -> None:
     # The seed's flood ping: min/avg/max 0.093/0.111/7.100 ms.
     m = Measurement("ping_rtt_ms", "ms", (0.093, 0.111, 0.129, 7.1), {"size": 56}, 100.0, 120.0)
-    avg = m.to_result("t::ping[emu]", "emu", name="ping_rtt_avg_ms")
-    mx = m.to_result("t::ping[emu]", "emu", stat="max", name="ping_rtt_max_ms")
+    avg = m.to_result("t::ping[emu]", "emu", name="ping_rtt_avg_ms", better="lower")
+    mx = m.to_result("t::ping[emu]", "emu", stat="max", name="ping_rtt_max_ms", better="lower")
     assert avg.value == pytest.approx((0.093 + 0.111 + 0.129 + 7.1) / 4)
     assert mx.value == 7.1
-    assert avg.better == "lower" and mx.better == "lower"  # guessed from the name
+    assert avg.better == "lower" and mx.better == "lower"
     assert avg.samples == m.samples and avg.n_samples == 4
     assert (avg.started, avg.ended) == (100.0, 120.0)
     assert avg.stats()["p50"] == pytest.approx(0.12)
     tp = Measurement("tcp", "bit/s", (9.0e9, 9.5e9), {"streams": 2}).to_result(
-        "t::tp", "emu", name="tcp_throughput_gbps", scale=1e-9, unit="Gbit/s")
+        "t::tp", "emu", name="tcp_throughput_gbps", scale=1e-9, unit="Gbit/s", better="higher")
     assert tp.value == pytest.approx(9.25) and tp.unit == "Gbit/s" and tp.samples == (9.0, 9.5)
     assert tp.better == "higher"
 
@@ -64,11 +66,17 @@ def test_result_round_trips_through_a_dict_like_the_record_fixture() -> None:
     assert Result.from_dict(entry).lab == ""
 
 
-def test_default_better_from_names() -> None:
-    assert default_better("tcp_throughput_gbps") == "higher"
-    assert default_better("ping_rtt_avg_ms") == "lower"
-    assert default_better("udp_loss_pct") == "lower"
-    assert default_better("frames_seen") is None
+def test_a_metric_without_a_direction_is_a_programming_error() -> None:
+    """Nothing guesses a direction from a name any more: ``rx_drops`` or ``loss_rate`` used to come out "higher"."""
+    m = Measurement("rx_drops", "packets", (1.0, 2.0))
+    with pytest.raises(TypeError):
+        m.to_result("t", "emu")  # type: ignore[call-arg]
+    for bad in (None, "auto", "up"):
+        with pytest.raises(ResultsError, match="'rx_drops': better must be 'higher' or 'lower'"):
+            m.to_result("t", "emu", better=bad)  # type: ignore[arg-type]
+        with pytest.raises(ResultsError, match="never guessed"):
+            Result.from_samples("loss_rate", [1.0], "%", better=bad)  # type: ignore[arg-type]
+    assert Result("loss_rate", 1.0, "%").direction is None  # a stored row without one is never called better
 
 
 def test_bad_values_are_refused() -> None:
@@ -86,25 +94,42 @@ def test_bad_values_are_refused() -> None:
 
 def test_thresholds_from_lab_toml_model_and_judging() -> None:
     limits = thresholds_from_config(Thresholds(ping_loss_pct_max=0, ping_rtt_avg_ms_max=2.0))
-    by_metric = {t.metric: t for t in limits}
-    assert by_metric["ping_loss_pct"].op == "<=" and by_metric["ping_loss_pct"].limit == 0
-    assert by_metric["tcp_throughput_gbps"].op == ">="
+    by_key = {t.source.rsplit(" ", 1)[-1]: t for t in limits}
+    assert set(by_key) == set(THRESHOLD_TARGETS)
+    loss = by_key["ping_loss_pct_max"]
+    assert (loss.metric, loss.test, loss.op, loss.limit, loss.direction) == ("loss_pct", "test_flood_ping", "<=", 0,
+                                                                            "lower")
+    assert by_key["tcp_throughput_gbps_min"].op == ">=" and by_key["tcp_throughput_gbps_min"].direction == "higher"
+    ping = "tests_datapath/test_ping.py::test_flood_ping[emu-56B-a_to_b]"
+    udp = "tests_datapath/test_iperf3.py::test_udp_loss[emu-forward]"
     results = [
-        Result("ping_loss_pct", 0.0, "%", test_id="t::ping", lab="emu"),
-        Result("ping_rtt_avg_ms", 2.5, "ms", test_id="t::ping", lab="emu"),
-        Result("tcp_throughput_gbps", 9.4, "Gbit/s", test_id="t::tp", lab="emu"),
-        Result("unjudged_metric", 1.0, "", test_id="t::x", lab="emu"),
+        Result("loss_pct", 0.0, "%", test_id=ping, lab="emu", better="lower"),
+        Result("rtt_avg_ms", 2.5, "ms", test_id=ping, lab="emu", better="lower"),
+        Result("loss_pct", 3.0, "%", test_id=udp, lab="emu", better="lower"),
+        Result("throughput_gbps", 9.4, "Gbit/s", test_id="tests_datapath/test_iperf3.py::test_tcp_throughput[emu-P1]",
+               lab="emu", better="higher"),
+        Result("throughput_gbps", 0.01, "Gbit/s", test_id="benchmarks/test_throughput_matrix.py::test_matrix[emu]",
+               lab="emu", better="higher"),
+        Result("unjudged_metric", 1.0, "", test_id="t::x", lab="emu", better="lower"),
     ]
-    verdicts = {v.metric: v for v in judge_thresholds(results, limits)}
-    assert set(verdicts) == {"ping_loss_pct", "ping_rtt_avg_ms", "tcp_throughput_gbps"}
-    assert verdicts["ping_loss_pct"].ok
-    rtt = verdicts["ping_rtt_avg_ms"]
-    assert rtt.failed and not rtt.ok and rtt.seen == 2.5
+    verdicts = {(v.test_id.split("::")[1].split("[")[0], v.metric): v for v in judge(results, thresholds=limits)}
+    assert set(verdicts) == {("test_flood_ping", "loss_pct"), ("test_flood_ping", "rtt_avg_ms"),
+                             ("test_udp_loss", "loss_pct"), ("test_tcp_throughput", "throughput_gbps")}
+    assert verdicts[("test_flood_ping", "loss_pct")].ok
+    rtt = verdicts[("test_flood_ping", "rtt_avg_ms")]
+    assert rtt.failed and not rtt.ok and rtt.seen == rtt.measured == 2.5 and rtt.limit == 2.0
     assert "expected <= 2 ms" in rtt.message and "seen 2.5 ms" in rtt.message
-    assert verdicts["tcp_throughput_gbps"].ok
-    with pytest.raises(ResultsError, match="_max or _min"):
+    row = rtt.row()
+    assert tuple(row) == VERDICT_COLUMNS
+    assert (row["limit"], row["measured"], row["verdict"], row["direction"]) == (2.0, 2.5, "fail", "lower")
+    assert "ping_rtt_avg_ms_max" in row["source"]
+    udp_loss = verdicts[("test_udp_loss", "loss_pct")]
+    assert udp_loss.failed and udp_loss.limit == 1.0  # the default udp_loss_pct_max, not the ping's 0
+    assert verdicts[("test_tcp_throughput", "throughput_gbps")].ok
+    assert Verdict.from_dict(rtt.to_dict()) == rtt
+    with pytest.raises(ResultsError, match="no metric is known"):
         thresholds_from_config({"rtt": 1.0})
-    nan = Threshold("x", "<=", 1.0).judge(Result("x", math.nan, "u"))
+    nan = Threshold("x", "<=", 1.0).judge(Result("x", math.nan, "u", better="lower"))
     assert nan.failed and "no value" in nan.message
 
 
@@ -170,3 +195,20 @@ def test_fingerprint_and_command_records() -> None:
     cr = CommandResult("h", "ls -l", 0, "out", "", 10.0, 0.5)
     assert CommandRecord.from_any(cr, "emu") == CommandRecord("h", "ls -l", 0, 10.0, 0.5, "emu")
     assert CommandRecord.from_any(("h", "true", 1, 1.0, 0.1)).rc == 1
+
+
+def test_the_record_fixture_refuses_a_metric_without_better() -> None:
+    """``record()`` in a test without ``better`` is a programming error, not a silently guessed direction."""
+    from types import SimpleNamespace
+
+    from fixtures.recording import Recorder
+
+    item = SimpleNamespace(nodeid="tests_datapath/test_x.py::test_x[emu]", user_properties=[], stash={})
+    record = Recorder(item, "emu")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="better"):
+        record("rx_drops", 3, "packets")  # type: ignore[call-arg]
+    with pytest.raises(ResultsError, match="never guessed"):
+        record("rx_drops", 3, "packets", better=None)  # type: ignore[arg-type]
+    assert item.user_properties == []
+    record("rx_drops", 3, "packets", better="lower")
+    assert len(item.user_properties) == 1 and '"better": "lower"' in item.user_properties[0][1]

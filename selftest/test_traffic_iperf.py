@@ -17,6 +17,7 @@ import pytest
 
 from vdpalab.hosts.base import CommandResult
 from vdpalab.parsers.iperf import parse_iperf3
+from vdpalab.results import Result, Threshold
 from vdpalab.traffic.iperf import (
     Iperf3Run,
     Iperf3Spec,
@@ -68,7 +69,7 @@ def _run_from(name: str, spec: Iperf3Spec) -> Iperf3Run:
 def test_recorded_error_fails_with_iperf3s_own_words() -> None:
     run = _run_from("recorded/07_iperf/iperf3-3.6-J-tcp-error-control-socket-closed-json.txt",
                     Iperf3Spec("34.134.37.72"))
-    assert iperf_problems(run, tcp_throughput_gbps_min=0.1) == [
+    assert iperf_problems(run) == [
         "iperf3 TCP x1 c77g153 -> c77g159: failed: error - control socket has closed unexpectedly"
     ]
 
@@ -77,15 +78,16 @@ def test_recorded_tcp_run_judged_against_the_threshold() -> None:
     run = _run_from("recorded/07_iperf/iperf3-3.9-J-tcp-10s-omit3-retransmits-json.txt", Iperf3Spec("x"))
     assert run.throughput_gbps == pytest.approx(0.14380651857092988)
     assert len(run.interval_gbps) == 10  # the 3 omitted warm-up intervals are not samples
-    assert iperf_problems(run, tcp_throughput_gbps_min=0.1) == []
-    assert iperf_problems(run, tcp_throughput_gbps_min=1) == [
-        "iperf3 TCP x1 c77g153 -> c77g159: throughput 0.144 Gbit/s < 1 Gbit/s required"
-    ]
+    assert iperf_problems(run) == []
+    tp = Result("throughput_gbps", run.throughput_gbps, "Gbit/s", better="higher")
+    assert Threshold("throughput_gbps", ">=", 0.1).judge(tp).ok
+    assert Threshold("throughput_gbps", ">=", 1).judge(tp).message == (
+        "throughput_gbps: expected >= 1 Gbit/s (lab.toml), seen 0.143807 Gbit/s: out of bounds")
 
 
 def test_recorded_udp_loss_judged() -> None:
     run = _run_from("emulated/iperf3-J-udp-t1-localhost-json.txt", Iperf3Spec("x", udp=True, rate="100M"))
-    assert iperf_problems(run, udp_loss_pct_max=0) == []
+    assert iperf_problems(run) == [] and run.parsed is not None and run.parsed.lost_percent == 0
     assert run.parsed is not None and run.parsed.packets == 382
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from vdpalab.hosts.base import CommandResult
 from vdpalab.parsers.ping import parse_ping
+from vdpalab.results import Result, Threshold
 from vdpalab.traffic.ping import PingRun, PingSpec, ping_problems, run_ping
 from vdpalab.traffic.sandbox import NetnsPair
 
@@ -41,25 +42,24 @@ def test_argv_flood_as_root_and_as_user() -> None:
 def test_seed_flood_ping_passes_the_seed_thresholds() -> None:
     run = _run((DATA / "seed" / "ping-f-c77g153-to-c77g159.txt").read_text())
     assert run.stats is not None and run.stats.transmitted == 85742
-    assert ping_problems(run, loss_pct_max=0, rtt_avg_ms_max=0.5, rtt_max_ms_max=10) == []
-    # the seed's max rtt (7.1 ms) breaks a 5 ms limit, and the message says both numbers
-    assert ping_problems(run, loss_pct_max=0, rtt_max_ms_max=5) == [
-        "c77g153 -> 192.168.30.159 (56 B, flood): rtt max 7.1 ms > 5 ms allowed"
-    ]
+    assert ping_problems(run) == []
+    # the seed's max rtt (7.1 ms) breaks a 5 ms limit in the judge, and the message says both numbers
+    verdict = Threshold("rtt_max_ms", "<=", 5.0).judge(Result("rtt_max_ms", run.stats.rtt_max_ms, "ms", better="lower"))
+    assert verdict.failed and "expected <= 5 ms" in verdict.message and "seen 7.1 ms" in verdict.message
 
 
 def test_unreachable_ping_reports_loss_with_counts() -> None:
     run = _run((DATA / "emulated" / "ping-iputils-unreachable-ns.txt").read_text())
-    assert ping_problems(run, loss_pct_max=0) == [
-        "c77g153 -> 192.168.30.159 (56 B, flood): loss 100% > 0% allowed (3 of 3 lost, 3 errors)"
-    ]
+    assert ping_problems(run) == []  # a usable measurement: the judge fails its loss
+    assert run.stats is not None and run.stats.loss_pct == 100 and run.stats.errors == 3
+    assert Threshold("loss_pct", "<=", 0).judge(Result("loss_pct", run.stats.loss_pct, "%", better="lower")).failed
 
 
 def test_unparsable_output_is_a_problem_not_a_pass() -> None:
     spec = PingSpec("192.168.30.159", count=10, deadline_s=5)
     result = CommandResult("c77g153", "ping", 2, "", "ping: connect: Network is unreachable\n", 0.0, 0.01)
     run = PingRun(spec, "c77g153", result, "flood", None, error="ping exited 2: ping: connect: Network is unreachable")
-    assert ping_problems(run, loss_pct_max=0) == [
+    assert ping_problems(run) == [
         "c77g153 -> 192.168.30.159 (56 B, flood): no statistics: ping exited 2: ping: connect: Network is unreachable"
     ]
 
@@ -72,7 +72,7 @@ def test_live_flood_ping_both_ways(pair: NetnsPair, size: int) -> None:
         run = run_ping(src.host, PingSpec(dst.address, count=500, deadline_s=10, size=size))
         assert run.mode == "flood"
         assert run.stats is not None and run.stats.transmitted == 500 and run.stats.received == 500, run.error
-        assert ping_problems(run, loss_pct_max=0, rtt_avg_ms_max=5, rtt_max_ms_max=100) == []
+        assert ping_problems(run) == [] and run.stats.loss_pct == 0
 
 
 @pytest.mark.emulated
@@ -87,5 +87,4 @@ def test_live_paced_ping_keeps_per_packet_rtts(pair: NetnsPair) -> None:
 def test_live_ping_to_nobody_fails_with_loss(pair: NetnsPair) -> None:
     assert pair.a
     run = run_ping(pair.a.host, PingSpec("192.168.99.77", count=3, deadline_s=2, flood=False, interval_s=0.2))
-    problems = ping_problems(run, loss_pct_max=0)
-    assert problems and "loss 100% > 0% allowed" in problems[0], problems
+    assert ping_problems(run) == [] and run.stats is not None and run.stats.loss_pct == 100, run.error

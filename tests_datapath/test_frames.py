@@ -54,7 +54,8 @@ def test_crafted_frame(lab: Lab, guests: GuestPair, frame_case: str, record) -> 
         description += f"\n  dropped at: {dropped_at(outcome)}"
     record.attach(f"frame {frame_case}", description)
     params = {"case": frame_case, "direction": f"{a.name}->{b.name}", "frame_bytes": len(case.frame)}
-    record("frames_received", len(outcome.received), "frames", params=params)
-    record("noise_frames_ignored", sum(outcome.noise.values()), "frames", params=params)
+    record("frames_received", len(outcome.received), "frames", params=params,
+           better="higher" if case.must_arrive else "lower")
+    record("noise_frames_ignored", sum(outcome.noise.values()), "frames", params=params, better="lower")
     problems = frame_problems(outcome, b.name)
     assert not problems, "\n".join(problems) + "\n" + description

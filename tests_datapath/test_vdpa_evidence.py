@@ -63,13 +63,13 @@ def test_vdpa_evidence(lab: Lab, lab_session, lab_host: Host, guests: GuestPair,
     record.attach("vdpa evidence", report.message() + (f"\ntraffic during vstats: {traffic}" if traffic else ""))
     for dev in report.devices:
         params = {"device": dev.device.name, "vf": dev.device.vf_pci, "evidence": dev.source}
-        record("vdpa_device_resets", len(dev.resets), "lines", params=params)
-        record("vdpa_map_updates", len(dev.map_updates), "lines", params=params)
+        record("vdpa_device_resets", len(dev.resets), "lines", params=params, better="higher")
+        record("vdpa_map_updates", len(dev.map_updates), "lines", params=params, better="higher")
         record("mlx5_warnings", len(dev.problems_seen), "lines", params=params, better="lower")
         for q, (recv, done) in dev.vstats.items():
             if done is not None:
                 record("vq_completed_desc_delta", done, "descriptors", params={**params, "qidx": q}, better="higher")
             if recv is not None:
                 record("vq_received_desc_delta", recv, "descriptors", params={**params, "qidx": q}, better="higher")
-    record("vdpa_evidence_ok", 1.0 if report.ok else 0.0, "bool", params={"evidence": report.source})
+    record("vdpa_evidence_ok", 1.0 if report.ok else 0.0, "bool", params={"evidence": report.source}, better="higher")
     assert report.ok, report.message()

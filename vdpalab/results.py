@@ -66,22 +66,11 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_LOWER_HINTS = re.compile(r"(rtt|latency|lat_|jitter|loss|drop|err|retrans|_ms$|_us$|_ns$|_s$|duration|cpu)")
-_HIGHER_HINTS = re.compile(r"(throughput|gbps|mbps|bps|pps|rate|bandwidth|goodput|tx_pkts|rx_pkts|ops)")
-
-
-def default_better(metric: str) -> Better | None:
-    """Direction of better guessed from a metric name (rtt and loss are lower-is-better).
-
-    Only a fallback: a ``Result`` should say ``better`` itself. Returns None when the
-    name says nothing; such series are shown but never called a regression.
-    """
-    name = metric.lower()
-    if _HIGHER_HINTS.search(name):
-        return "higher"
-    if _LOWER_HINTS.search(name):
-        return "lower"
-    return None
+def require_better(metric: str, better: object) -> Better:
+    """The direction a new metric must state; anything else is a programming error, never guessed from the name."""
+    if better not in ("higher", "lower"):
+        raise ResultsError(f"metric {metric!r}: better must be 'higher' or 'lower', not {better!r} (never guessed)")
+    return better  # type: ignore[return-value]
 
 
 def new_run_id(label: str = "run", started: float | None = None) -> str:
@@ -155,12 +144,12 @@ class Measurement:
         *,
         stat: str | Callable[[Sequence[float]], float] = "mean",
         name: str | None = None,
-        better: Better | Literal["auto"] | None = "auto",
+        better: Better,
         trial: int = 0,
         scale: float = 1.0,
         unit: str | None = None,
     ) -> Result:
-        """Reduce the samples to one number: ``ping.to_result(tid, lab, stat="max", name="rtt_max_ms")``.
+        """Reduce the samples to one number: ``m.to_result(tid, lab, stat="max", name="rtt_max_ms", better="lower")``.
 
         ``scale`` converts units on the way (bit/s samples -> ``scale=1e-9, unit="Gbit/s"``);
         the stored samples are scaled too so that charts and the value agree.
@@ -176,7 +165,7 @@ class Measurement:
             params=self.params,
             test_id=test_id,
             lab=lab,
-            better=default_better(metric) if better == "auto" else better,
+            better=require_better(metric, better),
             started=self.started,
             ended=self.ended,
             trial=trial,
@@ -229,7 +218,7 @@ class Result:
         lab: str = "",
         params: Mapping[str, Any] | None = None,
         stat: str = "mean",
-        better: Better | Literal["auto"] | None = "auto",
+        better: Better,
         started: float | None = None,
         ended: float | None = None,
         trial: int = 0,
@@ -257,8 +246,8 @@ class Result:
 
     @property
     def direction(self) -> Better | None:
-        """``better`` if the result says it, else the guess from the name."""
-        return self.better if self.better is not None else default_better(self.name)
+        """``better`` as recorded (None only for rows stored before the direction was mandatory)."""
+        return self.better
 
     def stats(self) -> dict[str, float]:
         """Summary of the samples (empty when there are none) for reports and the store."""
@@ -298,6 +287,16 @@ class Result:
 
 
 # --------------------------------------------------------------------------- judge
+#
+# The judge's whole API (what the reports render and the plugin calls):
+#
+# * ``judge(results, thresholds=..., baseline=..., tolerances=...) -> list[Verdict]``: the one judging
+#   stage; ``thresholds`` come from ``thresholds_from_config(lab.thresholds)``, ``baseline`` are the results
+#   of the run ``vdpalab.history.baseline.pick_baseline`` chose, ``tolerances`` the ``--baseline`` spec.
+# * ``Verdict``: one row per (result, limit): ``metric``, ``limit``, ``seen`` (measured), ``status``
+#   (pass / fail / no baseline), ``direction`` (which way is better), ``kind`` (threshold or baseline),
+#   ``expected`` and ``message`` as text; ``Verdict.row()`` is the flat dict of ``VERDICT_COLUMNS``
+#   that CSV, JUnit and HTML show.
 
 
 class VerdictStatus(StrEnum):
@@ -306,13 +305,25 @@ class VerdictStatus(StrEnum):
     NO_BASELINE = "no baseline"
 
 
+VerdictKind = Literal["threshold", "baseline"]
+
+#: The columns of a verdict row, in the order reports show them.
+VERDICT_COLUMNS: tuple[str, ...] = (
+    "lab", "test_id", "kind", "metric", "params", "direction", "limit", "measured", "unit", "verdict", "expected",
+    "source", "message",
+)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What a judge said about one result: pass, fail or 'no baseline', with expected vs seen.
+    """What the judge said about one result: pass, fail or 'no baseline', with the limit and the measured value.
 
     ``ok`` is True only for a pass: a missing baseline is *not* ok, so a caller that only
     looks at ``ok`` fails loudly instead of passing silently. ``failed`` is True only for
     a real failure; callers that want to tolerate the first run check ``status``.
+    ``limit`` is the number ``seen`` was compared with (a minimum when ``direction`` is
+    "higher", a maximum when "lower"); ``source`` says where it came from (the lab file's
+    key, or the baseline run).
     """
 
     metric: str
@@ -321,10 +332,17 @@ class Verdict:
     expected: str = ""
     seen: float | None = None
     unit: str = ""
-    kind: Literal["threshold", "baseline"] = "threshold"
+    kind: VerdictKind = "threshold"
     test_id: str = ""
     lab: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
+    limit: float | None = None
+    direction: Better | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", VerdictStatus(self.status))
+        object.__setattr__(self, "params", dict(self.params))
 
     @property
     def ok(self) -> bool:
@@ -335,8 +353,39 @@ class Verdict:
         return self.status is VerdictStatus.FAIL
 
     @property
+    def measured(self) -> float | None:
+        return self.seen
+
+    @property
     def params_key(self) -> str:
         return canonical_params(self.params)
+
+    def row(self) -> dict[str, Any]:
+        """The flat row of ``VERDICT_COLUMNS`` (CSV, JUnit properties, HTML tables)."""
+        return {
+            "lab": self.lab, "test_id": self.test_id, "kind": self.kind, "metric": self.metric,
+            "params": self.params_key, "direction": self.direction or "", "limit": self.limit,
+            "measured": self.seen, "unit": self.unit, "verdict": str(self.status), "expected": self.expected,
+            "source": self.source, "message": self.message,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (travels from xdist workers on the test report)."""
+        return {
+            "metric": self.metric, "status": str(self.status), "message": self.message, "expected": self.expected,
+            "seen": self.seen, "unit": self.unit, "kind": self.kind, "test_id": self.test_id, "lab": self.lab,
+            "params": dict(self.params), "limit": self.limit, "direction": self.direction, "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        return cls(
+            metric=data["metric"], status=VerdictStatus(data["status"]), message=data.get("message") or "",
+            expected=data.get("expected") or "", seen=data.get("seen"), unit=data.get("unit") or "",
+            kind=data.get("kind") or "threshold", test_id=data.get("test_id") or "", lab=data.get("lab") or "",
+            params=data.get("params") or {}, limit=data.get("limit"), direction=data.get("direction"),
+            source=data.get("source") or "",
+        )
 
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -357,10 +406,11 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 @dataclass(frozen=True)
 class Threshold:
-    """An absolute limit on a metric, e.g. ``Threshold("ping_loss_pct", "<=", 0)``.
+    """An absolute limit on a metric, e.g. ``Threshold("loss_pct", "<=", 0, test="test_flood_ping")``.
 
-    ``params`` narrows it to results whose parameters contain these items
-    (``{"size": 1400}``); empty means every parameter set of the metric.
+    ``test`` narrows it to one test function (``loss_pct`` of the flood ping, not of UDP);
+    ``params`` to results whose parameters contain these items (``{"size": 1400}``).
+    Empty means every test or parameter set of the metric.
     """
 
     metric: str
@@ -369,13 +419,24 @@ class Threshold:
     unit: str = ""
     source: str = "lab.toml"
     params: Mapping[str, Any] = field(default_factory=dict)
+    test: str = ""
 
     def __post_init__(self) -> None:
         if self.op not in _OPS:
             raise ResultsError(f"threshold on {self.metric}: unknown operator {self.op!r}")
 
+    @property
+    def direction(self) -> Better | None:
+        return "higher" if self.op in (">=", ">") else "lower" if self.op in ("<=", "<") else None
+
     def applies_to(self, result: Result) -> bool:
-        return result.name == self.metric and all(result.params.get(k) == v for k, v in self.params.items())
+        if result.name != self.metric:
+            return False
+        if self.test:
+            name = result.test_id.rsplit("::", 1)[-1].split("[", 1)[0]
+            if name != self.test:
+                return False
+        return all(result.params.get(k) == v for k, v in self.params.items())
 
     def judge(self, result: Result) -> Verdict:
         expected = f"{self.op} {_fmt(self.limit, self.unit or result.unit)}"
@@ -391,15 +452,26 @@ class Threshold:
         return Verdict(
             metric=result.name, status=status, message=message, expected=expected, seen=seen,
             unit=result.unit, kind="threshold", test_id=result.test_id, lab=result.lab, params=result.params,
+            limit=self.limit, direction=self.direction, source=self.source,
         )
 
 
-def thresholds_from_config(thresholds: Any, *, source: str = "lab.toml [thresholds]") -> list[Threshold]:
-    """lab.toml ``[thresholds]`` -> Threshold list, by naming convention.
+#: What each key of lab.toml's ``[thresholds]`` limits: (test function, metric as recorded, operator).
+THRESHOLD_TARGETS: dict[str, tuple[str, str, Literal["<=", ">="]]] = {
+    "ping_loss_pct_max": ("test_flood_ping", "loss_pct", "<="),
+    "ping_rtt_avg_ms_max": ("test_flood_ping", "rtt_avg_ms", "<="),
+    "ping_rtt_max_ms_max": ("test_flood_ping", "rtt_max_ms", "<="),
+    "tcp_throughput_gbps_min": ("test_tcp_throughput", "throughput_gbps", ">="),
+    "udp_loss_pct_max": ("test_udp_loss", "loss_pct", "<="),
+}
 
-    ``<metric>_max = x`` gives ``metric <= x`` and ``<metric>_min = y`` gives ``metric >= y``:
-    ``ping_rtt_avg_ms_max = 2.0`` limits the result named ``ping_rtt_avg_ms``. Accepts the
-    pydantic ``Thresholds`` model or any mapping, so new limits need no code here.
+
+def thresholds_from_config(thresholds: Any, *, source: str = "lab.toml [thresholds]") -> list[Threshold]:
+    """lab.toml ``[thresholds]`` -> Threshold list, through ``THRESHOLD_TARGETS``.
+
+    ``ping_rtt_avg_ms_max = 2.0`` limits ``rtt_avg_ms`` of ``test_flood_ping`` to <= 2.0.
+    A key the table does not know is an error (the lab-file model forbids unknown keys, so
+    such a key means the table was not updated with the model).
     """
     if hasattr(thresholds, "model_dump"):
         items = thresholds.model_dump()
@@ -411,12 +483,11 @@ def thresholds_from_config(thresholds: Any, *, source: str = "lab.toml [threshol
     for key, limit in items.items():
         if limit is None:
             continue
-        if key.endswith("_max"):
-            out.append(Threshold(key[: -len("_max")], "<=", float(limit), source=f"{source} {key}"))
-        elif key.endswith("_min"):
-            out.append(Threshold(key[: -len("_min")], ">=", float(limit), source=f"{source} {key}"))
-        else:
-            raise ResultsError(f"{source}: {key}: a threshold name must end in _max or _min")
+        if key not in THRESHOLD_TARGETS:
+            raise ResultsError(f"{source}: {key}: no metric is known for this threshold "
+                               f"(known: {', '.join(sorted(THRESHOLD_TARGETS))})")
+        test, metric, op = THRESHOLD_TARGETS[key]
+        out.append(Threshold(metric, op, float(limit), source=f"{source} {key}", test=test))
     return out
 
 
@@ -467,13 +538,16 @@ def parse_baseline_spec(spec: str | None) -> dict[str, Tolerance]:
     return out
 
 
-def judge_baseline(result: Result, baseline: Result | float | None, tolerance: Tolerance) -> Verdict:
+def judge_baseline(
+    result: Result, baseline: Result | float | None, tolerance: Tolerance, *, source: str = "baseline"
+) -> Verdict:
     """One result against the same series in the baseline run; None -> 'no baseline'."""
     direction = result.direction
     base_value = baseline.value if isinstance(baseline, Result) else baseline
     common = {
         "metric": result.name, "seen": result.value, "unit": result.unit, "kind": "baseline",
-        "test_id": result.test_id, "lab": result.lab, "params": result.params,
+        "test_id": result.test_id, "lab": result.lab, "params": result.params, "direction": direction,
+        "source": source,
     }
     if base_value is None or math.isnan(base_value):
         return Verdict(
@@ -484,6 +558,7 @@ def judge_baseline(result: Result, baseline: Result | float | None, tolerance: T
         )
     slack = abs(base_value) * tolerance.amount if tolerance.relative else tolerance.amount
     tol = tolerance.describe()
+    bound: float | None
     if direction == "higher":
         bound = base_value - slack
         expected = f">= {_fmt(bound, result.unit)} (baseline {_fmt(base_value, result.unit)} - {tol})"
@@ -493,6 +568,7 @@ def judge_baseline(result: Result, baseline: Result | float | None, tolerance: T
         expected = f"<= {_fmt(bound, result.unit)} (baseline {_fmt(base_value, result.unit)} + {tol})"
         ok = result.value <= bound
     else:
+        bound = None
         expected = f"within ±{tol} of baseline {_fmt(base_value, result.unit)}"
         ok = abs(result.value - base_value) <= slack
     if math.isnan(result.value):
@@ -504,13 +580,15 @@ def judge_baseline(result: Result, baseline: Result | float | None, tolerance: T
         f"Δ {delta:+.6g}{pct}: {'ok' if ok else 'worse than tolerated'}"
     )
     return Verdict(status=VerdictStatus.PASS if ok else VerdictStatus.FAIL, message=message, expected=expected,
-                   **common)
+                   limit=bound, **common)
 
 
 def judge_against_baseline(
     results: Iterable[Result],
     baseline_results: Iterable[Result] | None,
     spec: str | Mapping[str, Tolerance] | None,
+    *,
+    source: str = "baseline",
 ) -> list[Verdict]:
     """Every result whose metric is in the spec against the same series of the baseline run.
 
@@ -520,10 +598,27 @@ def judge_against_baseline(
     tolerances = parse_baseline_spec(spec) if isinstance(spec, str) or spec is None else dict(spec)
     base = {r.key: r for r in baseline_results or ()}
     return [
-        judge_baseline(r, base.get(r.key) or base.get((*r.series_key, 0)), tolerances[r.name])
+        judge_baseline(r, base.get(r.key) or base.get((*r.series_key, 0)), tolerances[r.name], source=source)
         for r in results
         if r.name in tolerances
     ]
+
+
+def judge(
+    results: Iterable[Result],
+    *,
+    thresholds: Iterable[Threshold] = (),
+    baseline: Iterable[Result] | None = None,
+    tolerances: str | Mapping[str, Tolerance] | None = None,
+    baseline_source: str = "baseline",
+) -> list[Verdict]:
+    """The one judging stage: absolute limits (the lab's ``[thresholds]``) and, when ``tolerances``
+    is given (``--baseline``), the baseline run's results. Returns every verdict, passing ones too."""
+    items = list(results)
+    verdicts = judge_thresholds(items, thresholds)
+    if tolerances:
+        verdicts += judge_against_baseline(items, baseline, tolerances, source=baseline_source)
+    return verdicts
 
 
 # --------------------------------------------------------------------------- run records
@@ -633,6 +728,38 @@ class CommandRecord:
                 "duration": self.duration, "lab": self.lab}
 
 
+LayerPhase = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """How one layer (or ``infrastructure``) of a lab ended in a run, kept apart from test outcomes.
+
+    phase "up": ``status`` is the bring-up outcome: "up", "broken" (its dependants ERROR) or
+    "not-applicable" (the lab file says it is absent: its dependants skip). phase "down": a
+    teardown that failed ("broken"): the run's verdict is red even when every test passed.
+    """
+
+    lab: str
+    layer: str
+    phase: LayerPhase
+    status: str
+    reason: str = ""
+
+    @property
+    def broken(self) -> bool:
+        return self.status == "broken"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lab": self.lab, "layer": self.layer, "phase": self.phase, "status": self.status,
+                "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerRecord:
+        return cls(lab=data["lab"], layer=data["layer"], phase=data["phase"], status=data["status"],
+                   reason=data.get("reason") or "")
+
+
 @dataclass
 class RunRecord:
     """Everything one pytest session produced: identity, fingerprints, outcomes, results, commands."""
@@ -648,6 +775,16 @@ class RunRecord:
     results: list[Result] = field(default_factory=list)
     commands: list[CommandRecord] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    layers: list[LayerRecord] = field(default_factory=list)
+
+    @property
+    def teardown_failures(self) -> list[LayerRecord]:
+        """Restores that failed (phase "down"): part of the verdict, shown in every report."""
+        return [rec for rec in self.layers if rec.phase == "down" and rec.broken]
+
+    @property
+    def broken_layers(self) -> list[LayerRecord]:
+        return [rec for rec in self.layers if rec.phase == "up" and rec.broken]
 
     @property
     def labs(self) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vdpalab.history.store import HistoryStore
-from vdpalab.results import Result, Tolerance, Verdict, VerdictStatus, default_better, judge_baseline
+from vdpalab.results import Result, Tolerance, Verdict, VerdictStatus, judge_baseline
 
 
 @dataclass
@@ -61,7 +61,7 @@ def compare_results(
     rows = []
     for key in sorted(a.keys() & b.keys()):
         ra, rb = a[key], b[key]
-        direction = rb.direction or ra.direction or default_better(key[2])
+        direction = rb.direction or ra.direction
         delta = rb.value - ra.value
         pct = delta / abs(ra.value) * 100.0 if ra.value not in (0.0,) and not math.isnan(ra.value) else math.nan
         if math.isnan(delta) or delta == 0:

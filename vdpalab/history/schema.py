@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -128,8 +128,51 @@ verdicts = Table(
     Column("seen", Float),
     Column("unit", String(32), nullable=False, default=""),
     Column("message", Text, nullable=False, default=""),
+    Column("limit_value", Float),  # v2: the number ``seen`` was compared with
+    Column("direction", String(8)),  # v2: "higher"/"lower": which way is better
+    Column("source", Text, nullable=False, default=""),  # v2: the lab-file key or the baseline run
     UniqueConstraint("run_id", "lab", "test_id", "metric", "params_key", "kind", name="uq_verdicts"),
 )
 
-#: version -> list of SQL statements that bring version-1 to version (none yet).
-MIGRATIONS: dict[int, list[str]] = {}
+# v2: how each layer (and the infrastructure) came up and went down in a run. phase "up" statuses are the
+# layer outcomes (up / broken / not-applicable); phase "down" rows exist when a teardown failed ("broken").
+layer_outcomes = Table(
+    "layer_outcomes",
+    metadata,
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("lab", String(64), primary_key=True),
+    Column("layer", String(64), primary_key=True),
+    Column("phase", String(8), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+)
+
+# v2: a baseline a user pinned for a lab (``vdpalab baseline pin RUN_ID``).
+baseline_pins = Table(
+    "baseline_pins",
+    metadata,
+    Column("lab", String(64), primary_key=True),
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("pinned_at", Float, nullable=False),
+)
+
+# v2: which run each run was judged against (``--baseline``), per lab: a run that passed its gate
+# hands its baseline on, so a slow drift is measured against one reference and cannot ratchet.
+run_baselines = Table(
+    "run_baselines",
+    metadata,
+    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("lab", String(64), primary_key=True),
+    Column("baseline_run", String(128)),
+    Column("how", String(32), nullable=False, default=""),
+)
+
+#: version -> SQL statements that bring a store of version-1 to version. New tables need no statement
+#: (``create_all`` adds them); new columns of existing tables do.
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE verdicts ADD COLUMN limit_value FLOAT",
+        "ALTER TABLE verdicts ADD COLUMN direction VARCHAR(8)",
+        "ALTER TABLE verdicts ADD COLUMN source TEXT NOT NULL DEFAULT ''",
+    ],
+}

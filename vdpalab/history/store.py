@@ -41,6 +41,7 @@ from vdpalab.history import schema as S
 from vdpalab.results import (
     RUN_STATUSES,
     CommandRecord,
+    LayerRecord,
     Result,
     RunFingerprint,
     RunRecord,
@@ -255,10 +256,11 @@ class HistoryStore:
                 if not create:
                     raise HistoryError(f"no history store at {display_url(self.url)} (no run has been recorded yet)")
                 version = 0
+            if version:  # an older store: its tables get the new columns first (a fresh one is created whole)
+                for step in range(version + 1, S.SCHEMA_VERSION + 1):
+                    for statement in S.MIGRATIONS.get(step, []):
+                        conn.execute(text(statement))
             S.metadata.create_all(conn, checkfirst=True)
-            for step in range(max(version, 1) + 1, S.SCHEMA_VERSION + 1):
-                for statement in S.MIGRATIONS.get(step, []):
-                    conn.execute(text(statement))
             if version < S.SCHEMA_VERSION:
                 self._upsert(conn, S.schema_version, [{
                     "version": S.SCHEMA_VERSION, "applied_at": time.time(), "vdpalab_version": __version__,
@@ -333,6 +335,60 @@ class HistoryStore:
         rows = _verdict_rows(run_id, verdicts)
         self._write(lambda conn: self._upsert(conn, S.verdicts, rows, _VERDICT_KEYS, _VERDICT_UPDATE))
 
+    def put_layers(self, run_id: str, layers: Iterable[LayerRecord]) -> None:
+        """Layer outcomes (phase up) and failed restores (phase down) of a run."""
+        rows = _layer_rows(run_id, layers)
+        self._write(lambda conn: self._upsert(conn, S.layer_outcomes, rows, _LAYER_KEYS, ["status", "reason"]))
+
+    # ----------------------------------------------------------------- baselines
+
+    def pin_baseline(self, run_id: str, labs: Iterable[str] | None = None) -> list[str]:
+        """Pin ``run_id`` as the baseline of ``labs`` (default: every lab of that run). Returns the labs."""
+        with self._read() as conn:
+            known = list(conn.execute(select(S.fingerprints.c.lab).where(S.fingerprints.c.run_id == run_id))
+                         .scalars())
+        if not known:
+            raise HistoryError(f"run {run_id!r} has no lab in {display_url(self.url)}: nothing to pin")
+        chosen = list(labs) if labs else known
+        missing = [lab for lab in chosen if lab not in known]
+        if missing:
+            raise HistoryError(f"run {run_id} did not run lab(s) {', '.join(missing)} (it ran {', '.join(known)})")
+        rows = [{"lab": lab, "run_id": run_id, "pinned_at": time.time()} for lab in chosen]
+        self._write(lambda conn: self._upsert(conn, S.baseline_pins, rows, ["lab"], ["run_id", "pinned_at"]))
+        return chosen
+
+    def unpin_baseline(self, *, run_id: str | None = None, lab: str | None = None) -> list[str]:
+        """Remove pins (of one run, of one lab, or all); returns the labs that were unpinned."""
+        q = select(S.baseline_pins.c.lab)
+        d = delete(S.baseline_pins)
+        if run_id is not None:
+            q, d = q.where(S.baseline_pins.c.run_id == run_id), d.where(S.baseline_pins.c.run_id == run_id)
+        if lab is not None:
+            q, d = q.where(S.baseline_pins.c.lab == lab), d.where(S.baseline_pins.c.lab == lab)
+
+        def work(conn: Connection) -> list[str]:
+            labs = list(conn.execute(q).scalars())
+            conn.execute(d)
+            return labs
+
+        return self._write(work)
+
+    def pins(self) -> dict[str, str]:
+        """{lab: pinned run id}."""
+        with self._read() as conn:
+            return {lab: rid for lab, rid in conn.execute(select(S.baseline_pins.c.lab, S.baseline_pins.c.run_id))}
+
+    def put_run_baseline(self, run_id: str, lab: str, baseline_run: str | None, how: str) -> None:
+        """Which run ``run_id`` was judged against for ``lab`` (None: there was none)."""
+        row = {"run_id": run_id, "lab": lab, "baseline_run": baseline_run, "how": how}
+        self._write(lambda conn: self._upsert(conn, S.run_baselines, [row], ["run_id", "lab"],
+                                              ["baseline_run", "how"]))
+
+    def run_baseline(self, run_id: str, lab: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(select(S.run_baselines.c.baseline_run).where(
+                S.run_baselines.c.run_id == run_id, S.run_baselines.c.lab == lab)).scalar_one_or_none()
+
     def finish_run(self, run_id: str, status: str, ended: float | None = None) -> None:
         if status not in RUN_STATUSES:
             raise HistoryError(f"run {run_id}: status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
@@ -348,7 +404,8 @@ class HistoryStore:
 
     def delete_run(self, run_id: str) -> None:
         def work(conn: Connection) -> None:
-            for table in (S.verdicts, S.commands, S.results, S.outcomes, S.fingerprints, S.runs):
+            for table in (S.verdicts, S.commands, S.results, S.outcomes, S.layer_outcomes, S.run_baselines,
+                          S.baseline_pins, S.fingerprints, S.runs):
                 conn.execute(delete(table).where(table.c.run_id == run_id))
 
         self._write(work)
@@ -370,6 +427,8 @@ class HistoryStore:
             self._upsert(conn, S.results, _result_rows(run.run_id, run.results, now), _RESULT_KEYS, _RESULT_UPDATE)
             self._upsert(conn, S.commands, _command_rows(run.run_id, run.commands), ["run_id", "cmd_key"], None)
             self._upsert(conn, S.verdicts, _verdict_rows(run.run_id, run.verdicts), _VERDICT_KEYS, _VERDICT_UPDATE)
+            self._upsert(conn, S.layer_outcomes, _layer_rows(run.run_id, run.layers), _LAYER_KEYS,
+                         ["status", "reason"])
 
         self._write(work)
 
@@ -460,6 +519,8 @@ class HistoryStore:
                                 .order_by(S.commands.c.started, S.commands.c.id)).mappings().all()
             verdict_rows = conn.execute(select(S.verdicts).where(S.verdicts.c.run_id == run_id)
                                         .order_by(S.verdicts.c.id)).mappings().all()
+            layer_rows = conn.execute(select(S.layer_outcomes).where(S.layer_outcomes.c.run_id == run_id)
+                                      .order_by(S.layer_outcomes.c.lab, S.layer_outcomes.c.phase)).mappings().all()
         return RunRecord(
             run_id=run["run_id"], started=run["started"], ended=run["ended"], status=run["status"],
             suite_revision=run["suite_revision"], pytest_args=tuple(json.loads(run["pytest_args"] or "[]")),
@@ -473,8 +534,11 @@ class HistoryStore:
                       for c in cmds],
             verdicts=[Verdict(metric=v["metric"], status=VerdictStatus(v["status"]), message=v["message"],
                               expected=v["expected"], seen=v["seen"], unit=v["unit"], kind=v["kind"],
-                              test_id=v["test_id"], lab=v["lab"], params=json.loads(v["params_key"] or "{}"))
+                              test_id=v["test_id"], lab=v["lab"], params=json.loads(v["params_key"] or "{}"),
+                              limit=v["limit_value"], direction=v["direction"], source=v["source"] or "")
                       for v in verdict_rows],
+            layers=[LayerRecord(lab=r["lab"], layer=r["layer"], phase=r["phase"], status=r["status"],
+                                reason=r["reason"] or "") for r in layer_rows],
         )
 
     def results_frame(
@@ -529,7 +593,7 @@ class HistoryStore:
 
         out = {}
         with self._read() as conn:
-            for table in (S.runs, S.fingerprints, S.outcomes, S.results, S.commands, S.verdicts):
+            for table in (S.runs, S.fingerprints, S.outcomes, S.results, S.commands, S.verdicts, S.layer_outcomes):
                 out[table.name] = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
         return out
 
@@ -540,7 +604,13 @@ _RESULT_UPDATE = ["value", "unit", "better", "n_samples", "stdev", "min", "max",
 _OUTCOME_KEYS = ["run_id", "lab", "test_id"]
 _OUTCOME_UPDATE = ["outcome", "duration", "message", "diagnostics", "started"]
 _VERDICT_KEYS = ["run_id", "lab", "test_id", "metric", "params_key", "kind"]
-_VERDICT_UPDATE = ["status", "expected", "seen", "unit", "message"]
+_VERDICT_UPDATE = ["status", "expected", "seen", "unit", "message", "limit_value", "direction", "source"]
+_LAYER_KEYS = ["run_id", "lab", "layer", "phase"]
+
+
+def _layer_rows(run_id: str, layers: Iterable[LayerRecord]) -> list[dict[str, Any]]:
+    return [{"run_id": run_id, "lab": rec.lab, "layer": rec.layer, "phase": rec.phase, "status": rec.status,
+             "reason": rec.reason} for rec in layers]
 
 
 def _result_rows(run_id: str, results: Iterable[Result], now: float) -> list[dict[str, Any]]:
@@ -577,7 +647,8 @@ def _verdict_rows(run_id: str, verdicts: Iterable[Verdict]) -> list[dict[str, An
     return [{
         "run_id": run_id, "lab": v.lab, "test_id": v.test_id, "metric": v.metric, "params_key": v.params_key,
         "kind": v.kind, "status": str(v.status), "expected": v.expected, "seen": _float_or_none(v.seen),
-        "unit": v.unit, "message": v.message,
+        "unit": v.unit, "message": v.message, "limit_value": _float_or_none(v.limit), "direction": v.direction,
+        "source": v.source,
     } for v in verdicts]
 
 

@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 
 from vdpalab.history.store import HistoryStore
-from vdpalab.results import default_better
 
 DEFAULT_WINDOW = 90
 Kind = Literal["regression", "progression", "change"]
@@ -213,7 +212,7 @@ def load_series(
     out: list[SeriesTrend] = []
     for key, grp in allpts.groupby(keys, sort=True):
         unit, better = meta[key]
-        better = better if isinstance(better, str) and better else default_better(key[2])
+        better = better if isinstance(better, str) and better else None
         points = [
             Point(r, float(s), float(v), bool(f), k if isinstance(k, str) else None,
                   fw if isinstance(fw, str) else None)

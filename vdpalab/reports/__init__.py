@@ -1,4 +1,4 @@
-"""Run reports: ``reports/<run-id>/`` with results.csv, report.html, junit.xml, metadata.json,
+"""Run reports: ``reports/<run-id>/`` with results.csv, verdicts.csv, report.html, junit.xml, metadata.json,
 and ``reports/latest`` pointing at the newest run (replaced atomically).
 
 Files are written to temporary names and renamed into place, so a reader (a CI artifact
@@ -22,6 +22,7 @@ LATEST = "latest"
 class ReportPaths:
     run_dir: Path
     results_csv: Path
+    verdicts_csv: Path
     report_html: Path
     junit_xml: Path
     metadata_json: Path
@@ -85,15 +86,16 @@ def write_reports(
     from vdpalab.reports.html import write_html
     from vdpalab.reports.junit import write_junit
     from vdpalab.reports.meta import write_metadata
-    from vdpalab.reports.tidy import write_results_csv
+    from vdpalab.reports.tidy import write_results_csv, write_verdicts_csv
 
     check_run_id(run.run_id)
     root = Path(out_dir)
     run_dir = root / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     shown_url = display_url(history_url) if history_url else None
-    files = ["results.csv", "report.html", "junit.xml", "metadata.json"]
+    files = ["results.csv", "verdicts.csv", "report.html", "junit.xml", "metadata.json"]
     csv_path = _atomic_write(run_dir / "results.csv", lambda p: write_results_csv(run, p))
+    verdicts_path = _atomic_write(run_dir / "verdicts.csv", lambda p: write_verdicts_csv(run, p))
     html_path = _atomic_write(run_dir / "report.html",
                               lambda p: write_html(run, p, store_errors=store_errors, history_url=shown_url))
     junit_path = _atomic_write(run_dir / "junit.xml", lambda p: write_junit(run, p))
@@ -102,7 +104,7 @@ def write_reports(
     latest = None
     if update_latest_link and _is_newest(root, run):
         latest = update_latest(root, run.run_id)
-    return ReportPaths(run_dir, csv_path, html_path, junit_path, meta_path, latest)
+    return ReportPaths(run_dir, csv_path, verdicts_path, html_path, junit_path, meta_path, latest)
 
 
 __all__ = ["LATEST", "ReportPaths", "update_latest", "write_reports"]

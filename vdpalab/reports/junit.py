@@ -46,9 +46,16 @@ def build_junit(run: RunRecord) -> ET.ElementTree:
         by_lab.setdefault(o.lab or "vdpalab", []).append(o)
     if not by_lab:
         by_lab["vdpalab"] = []
+    for rec in run.teardown_failures:  # a failed restore is part of the verdict: an error of its own
+        by_lab.setdefault(rec.lab or "vdpalab", []).append(TestOutcome(
+            f"vdpalab/teardown::{rec.layer}", "error", message=f"teardown of {rec.layer} failed: {rec.reason}",
+            lab=rec.lab))
     results_by_test: dict[tuple[str, str], list] = {}
     for r in run.results:
         results_by_test.setdefault((r.lab or "vdpalab", r.test_id), []).append(r)
+    verdicts_by_test: dict[tuple[str, str], list] = {}
+    for v in run.verdicts:
+        verdicts_by_test.setdefault((v.lab or "vdpalab", v.test_id), []).append(v)
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     total_time = 0.0
     for lab, outcomes in sorted(by_lab.items()):
@@ -89,12 +96,20 @@ def build_junit(run: RunRecord) -> ET.ElementTree:
             case = ET.SubElement(suite, "testcase", classname=_clean(classname), name=_clean(name),
                                  time=f"{o.duration:.3f}")
             metrics = results_by_test.get((lab, o.test_id), [])
-            if metrics:
+            verdicts = verdicts_by_test.get((lab, o.test_id), [])
+            if metrics or verdicts:
                 case_props = ET.SubElement(case, "properties")
                 for r in metrics:
                     suffix = f"[{r.params_key}]" if r.params else ""
                     trial = f"#{r.trial}" if r.trial else ""
                     prop(f"metric.{r.name}{suffix}{trial}", f"{r.value:.6g} {r.unit}".strip(), case_props)
+                for v in verdicts:
+                    suffix = f"[{v.params_key}]" if v.params else ""
+                    limit = "n/a" if v.limit is None else f"{v.limit:.6g}"
+                    seen = "n/a" if v.seen is None else f"{v.seen:.6g}"
+                    prop(f"verdict.{v.kind}.{v.metric}{suffix}",
+                         f"{v.status}: measured {seen} {v.unit}, limit {limit} ({v.direction or '?'} is better; "
+                         f"{v.source})", case_props)
             message = _clean(o.message.splitlines()[0][:1000] if o.message else o.outcome)
             if o.outcome == "failed":
                 ET.SubElement(case, "failure", message=message, type="AssertionError").text = _clean(o.message)

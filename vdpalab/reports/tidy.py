@@ -3,6 +3,9 @@
 Columns: run_id, lab, test_id, metric, value, unit, better, params (canonical JSON), one
 ``param.<name>`` column per parameter seen in the run, trial, n_samples, stdev, started,
 ended (ISO 8601 UTC). Load it with ``pandas.read_csv`` and pivot as you like.
+
+``verdicts.csv``: the judge's verdicts, one row each (``VERDICT_COLUMNS``): metric, limit,
+measured, verdict (pass / fail / no baseline), direction, kind (threshold / baseline), source.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vdpalab.results import Result, RunRecord, iso
+from vdpalab.results import VERDICT_COLUMNS, Result, RunRecord, iso
 
 BASE_COLUMNS = ["run_id", "lab", "test_id", "metric", "value", "unit", "better", "params", "trial", "n_samples",
                 "stdev", "started", "ended"]
@@ -40,6 +43,19 @@ def results_frame(run: RunRecord) -> pd.DataFrame:
 def write_results_csv(run: RunRecord, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     results_frame(run).to_csv(path, index=False, float_format="%.10g")
+    return path
+
+
+def verdicts_frame(run: RunRecord) -> pd.DataFrame:
+    """One row per verdict of the judge (``VERDICT_COLUMNS``: metric, limit, measured, verdict, direction, ...)."""
+    rows = [{"run_id": run.run_id, **v.row()} for v in sorted(
+        run.verdicts, key=lambda v: (v.lab, v.test_id, v.metric, v.params_key, v.kind))]
+    return pd.DataFrame(rows, columns=["run_id", *VERDICT_COLUMNS])
+
+
+def write_verdicts_csv(run: RunRecord, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    verdicts_frame(run).to_csv(path, index=False, float_format="%.10g")
     return path
 
 

@@ -104,32 +104,20 @@ def run_ping(host: Host, spec: PingSpec, *, timeout: float | None = None, root: 
     return run
 
 
-def ping_problems(
-    run: PingRun,
-    *,
-    loss_pct_max: float,
-    rtt_avg_ms_max: float | None = None,
-    rtt_max_ms_max: float | None = None,
-) -> list[str]:
-    """Every threshold the run broke, each as 'expected ... saw ...' (empty list: the run passed)."""
+def ping_problems(run: PingRun) -> list[str]:
+    """What makes the run unusable as a measurement (no statistics, nothing sent, duplicates).
+
+    Limits (loss, rtt) are not judged here: the recorded figures go to the one judge
+    (``vdpalab.results.judge`` with the lab's ``[thresholds]``).
+    """
     if run.stats is None:
         return [f"{run.label}: no statistics: {run.error}"]
     s = run.stats
     problems: list[str] = []
-    lost = s.transmitted - s.received
     if s.transmitted == 0:
         problems.append(f"{run.label}: nothing was transmitted ({run.result.stderr.strip() or 'no error printed'})")
-    if s.loss_pct > loss_pct_max:
-        problems.append(
-            f"{run.label}: loss {s.loss_pct:g}% > {loss_pct_max:g}% allowed "
-            f"({lost} of {s.transmitted} lost{f', {s.errors} errors' if s.errors else ''})"
-        )
     if s.received and s.rtt_avg_ms is None:
         problems.append(f"{run.label}: replies received but no rtt figures printed")
-    if rtt_avg_ms_max is not None and s.rtt_avg_ms is not None and s.rtt_avg_ms > rtt_avg_ms_max:
-        problems.append(f"{run.label}: rtt avg {s.rtt_avg_ms:g} ms > {rtt_avg_ms_max:g} ms allowed")
-    if rtt_max_ms_max is not None and s.rtt_max_ms is not None and s.rtt_max_ms > rtt_max_ms_max:
-        problems.append(f"{run.label}: rtt max {s.rtt_max_ms:g} ms > {rtt_max_ms_max:g} ms allowed")
     if s.duplicates:
         problems.append(f"{run.label}: {s.duplicates} duplicate replies (a loop or a flooding bridge?)")
     return problems
