@@ -382,3 +382,39 @@ def test_datapath_evidence_test_fails_with_the_reason_when_nothing_proves_it() -
     expected = re.escape("no 'performing device reset' from mlx5_vdpa for VF 0000:07:00.2")
     with pytest.raises(AssertionError, match=expected):
         _evidence_test()(lab, _Session(), host, guests, LogMarker("journal", "c", "h"), _Recorder())
+
+
+# ------------------------------------------------ real kernel logs hold lines nobody here expected
+AMD_PSTATE = (
+    "[    2.907612] amd_pstate: The CPPC feature is supported but currently disabled by the BIOS.\n"
+    "               Please enable it if your BIOS has the CPPC option.\n"
+    "[    2.908000] amd_pstate: driver load is disabled, boot with specific mode to enable this\n"
+)
+
+
+def test_an_indented_printk_continuation_belongs_to_the_record_before() -> None:
+    records, events = parse_since(AMD_PSTATE, LogMarker.start())
+    assert len(records) == 2 and events == []
+    assert records[0].message == ("amd_pstate: The CPPC feature is supported but currently disabled by the BIOS.\n"
+                                  "Please enable it if your BIOS has the CPPC option.")
+
+
+def test_the_evidence_test_judges_a_log_with_an_unexpected_line() -> None:
+    lab, guests = _guests(PING_OK)
+    odd = "this line is in no log format at all (a wrapper's banner)\n"
+    host = _AnswerHost("c83g155", {"journalctl -k": odd + SEED_LOG + AMD_PSTATE, "ovs-vswitchd.log": ""})
+    record = _Recorder()
+    _evidence_test()(lab, _Session(), host, guests, LogMarker("journal", "c", "h"), record)
+    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log"}) in record.metrics
+    kept = record.attachments["kernel log: lines not understood (kept, not judged)"]
+    assert kept == "line 1: this line is in no log format at all (a wrapper's banner)"
+
+
+def test_the_evidence_test_fails_rather_than_crashes_on_a_log_that_is_no_log() -> None:
+    lab, guests = _guests(PING_OK)
+    host = _AnswerHost("c83g155", {"journalctl -k": "Hint: You are currently not seeing messages from other users\n",
+                                   "ovs-vswitchd.log": ""})
+    record = _Recorder()
+    with pytest.raises(AssertionError, match="no 'performing device reset'"):
+        _evidence_test()(lab, _Session(), host, guests, LogMarker("journal", "c", "h"), record)
+    assert "line 1: Hint: You are currently" in record.attachments["kernel log: lines not understood (kept, not judged)"]

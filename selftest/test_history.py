@@ -381,3 +381,46 @@ def test_trend_over_a_postgresql_history(pg: PostgresServer) -> None:
     found = {(t.metric, t.test_id, a.index, a.kind) for t in trends for a in t.anomalies}
     assert found == {("tcp_throughput_gbps", "tests_datapath/test_iperf3.py::test_tcp_throughput[cx6dx-0]", 25,
                       "regression")}
+
+
+# ------------------------------------------------------------------- the .sqlite file on its own
+def _read_back_alone(db: Path, tmp_path: Path) -> list[Result]:
+    """Copy only the .sqlite file (no -wal, no -shm) elsewhere and read every result from it."""
+    alone = tmp_path / "copied" / "history.sqlite"
+    alone.parent.mkdir()
+    alone.write_bytes(db.read_bytes())
+    with HistoryStore(sqlite_url(alone.parent), create=False) as store:
+        run_id = store.resolve("latest")
+        return store.load_results(run_id)
+
+
+def test_closing_the_store_folds_the_wal_into_the_sqlite_file(tmp_path: Path) -> None:
+    c = RunCollector(sqlite_url(tmp_path), None, raise_store_errors=True)
+    c.start_run(RunFingerprint("emu", {}, host="h1"), run_id="run-1", started=100.0)
+    c.add_result([_result(1, 9.0), _result(2, 9.5)])
+    c.finish("complete", ended=200.0)
+    assert (tmp_path / "history.sqlite-wal").exists()  # WAL mode: the rows are in the log so far
+    c.close()
+    wal = tmp_path / "history.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert sorted(r.value for r in _read_back_alone(tmp_path / "history.sqlite", tmp_path)) == [9.0, 9.5]
+
+
+def test_a_pytest_run_leaves_a_history_file_complete_on_its_own(tmp_path: Path) -> None:
+    """Through the pytest plugin, as CI runs it: the run's metric is in the .sqlite file alone."""
+    module = ROOT / "selftest" / f"test_zz_history_alone_{os.getpid()}.py"
+    module.write_text('"""Writes one metric (for test_history)."""\nimport pytest\n\npytestmark = pytest.mark.selftest\n\n\n'
+                      'def test_one(record):\n    record("copy_check_metric", 4.25, "units", better="higher")\n')
+    db = tmp_path / "h" / "history.sqlite"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", str(module), "--lab", str(ROOT / "lab.toml"), "-p", "no:cacheprovider",
+             "--results-db", f"sqlite:///{db}", "--reports-dir", str(tmp_path / "reports"), "-q"],
+            cwd=ROOT, capture_output=True, text=True, timeout=180)
+    finally:
+        module.unlink()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wal = db.with_name("history.sqlite-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    results = _read_back_alone(db, tmp_path)
+    assert [(r.name, r.value) for r in results] == [("copy_check_metric", 4.25)]

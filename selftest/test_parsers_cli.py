@@ -1,16 +1,15 @@
-"""``vdpalab parse KIND [FILE]`` through the command module (the main CLI only adds ``register``)."""
+"""``vdpalab parse KIND [FILE]`` in-process through the main CLI's parser and the handler it dispatches to
+(test_cli.py runs the installed console script itself)."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from vdpalab.cli import build_parser
 from vdpalab.commands import parse as parse_cmd
 from vdpalab.parsers import PARSERS
 
@@ -21,11 +20,10 @@ ROOT = Path(__file__).parent.parent
 
 
 def run(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="vdpalab")
-    parse_cmd.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["parse", *argv])
+    args = build_parser("parse").parse_args(["parse", *argv])
+    assert args.handler is parse_cmd.run  # the key the CLI dispatches on
     out, err = io.StringIO(), io.StringIO()
-    rc = args.func(args, stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    rc = args.handler(args, stdin=io.StringIO(stdin), stdout=out, stderr=err)
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -64,14 +62,3 @@ def test_every_kind_is_offered(kind: str) -> None:
     rc, _, err = run([kind], stdin="")
     assert rc == (0 if kind == "dump-flows" else 2)
     assert rc == 0 or err.startswith(f"vdpalab parse: {kind}: ")
-
-
-def test_module_entry_point_in_a_subprocess() -> None:
-    path = DATA / "recorded/05_vdpa/dev-config-show-jp-link-key-trailing-space-iproute2-9fe68807-json.txt"
-    p = subprocess.run([sys.executable, "-m", "vdpalab.commands.parse", "vdpa-config", str(path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["devs"]["vdpa0"]["link"] == "up"
-    bad = subprocess.run([sys.executable, "-m", "vdpalab.commands.parse", "ping"], input="garbage\n", cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.startswith("vdpalab parse: ping: ") and "Traceback" not in bad.stderr

@@ -60,6 +60,8 @@ def test_vdpa_evidence(lab: Lab, lab_session, lab_host: Host, guests: GuestPair,
     report = judge_vdpa_evidence(devices, events, before, after, marker=marker.describe(), ovs_lines=ovs_lines)
     mlx5_lines = "\n".join(f"{e.time or ''} {e.message}" for e in events) or "(no mlx5_vdpa lines)"
     record.attach("kernel log: mlx5 lines since the marker", f"$ {log.command}\n{mlx5_lines}")
+    if log.unparsed:
+        record.attach("kernel log: lines not understood (kept, not judged)", "\n".join(map(str, log.unparsed)))
     record.attach("vdpa evidence", report.message() + (f"\ntraffic during vstats: {traffic}" if traffic else ""))
     for dev in report.devices:
         params = {"device": dev.device.name, "vf": dev.device.vf_pci, "evidence": dev.source}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,7 +24,9 @@ The test suite itself runs with pytest:  pytest -m datapath --lab lab.toml
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or (``only``) just the one subcommand about to run: each command module is
+    imported when needed, so ``vdpalab parse`` does not pay for pandas, SQLAlchemy and matplotlib."""
     parser = argparse.ArgumentParser(
         prog="vdpalab",
         description="vdpa-lab: validation and benchmarking of vDPA datapaths (vhost_vdpa, OVS-DPDK offload).",
@@ -33,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vdpalab {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in COMMAND_MODULES:
+        if only is not None and name.replace("_", "-") != only:
+            continue
         try:
             module = importlib.import_module(f"vdpalab.commands.{name}")
         except ModuleNotFoundError as exc:  # a command whose module is not installed is simply absent
@@ -44,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = argv[0] if argv else None
+    known = {name.replace("_", "-") for name in COMMAND_MODULES}
+    parser = build_parser(first if first in known else None)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
@@ -54,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args) or 0)
     except VdpaLabError as exc:
         print(f"vdpalab: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `vdpalab plan ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # a file that cannot be read or written: one line, never a traceback
+        print(f"vdpalab: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

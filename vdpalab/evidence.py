@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from vdpalab.errors import HostError, ParseError
 from vdpalab.hosts.base import Host
+from vdpalab.parsers._common import Unparsed
 from vdpalab.parsers.kernel_log import LogRecord, VdpaEvent, parse_kernel_log
 from vdpalab.parsers.vdpa import VqStats, parse_vdpa_vstats
 
@@ -139,6 +140,7 @@ class KernelLogSlice:
     text: str
     records: list[LogRecord]
     events: list[VdpaEvent]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -153,14 +155,30 @@ def records_after(records: Iterable[LogRecord], marker: LogMarker) -> list[LogRe
     return [r for r in records if r.mono_s is None or r.mono_s > after]
 
 
-def parse_since(text: str, marker: LogMarker) -> tuple[list[LogRecord], list[VdpaEvent]]:
-    """Parse a kernel log and keep what came after ``marker``; an empty log is no records, not an error."""
+def split_since(text: str, marker: LogMarker) -> tuple[list[LogRecord], list[VdpaEvent], list[Unparsed]]:
+    """Records, vDPA events and the lines not understood, after ``marker``.
+
+    Never raises: a log with no record at all (an error message in place of a log, a format
+    nobody expected) is no records plus every line kept as not understood, so the evidence is
+    judged (and fails with those lines in its message) instead of the check crashing.
+    """
     if not text.strip():
-        return [], []
-    log = parse_kernel_log(text)
+        return [], [], []
+    try:
+        log = parse_kernel_log(text)
+    except ParseError:
+        return [], [], [Unparsed(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     records = records_after(log.records, marker)
     kept = {r.line_no for r in records}
-    return records, [e for e in log.vdpa_events if e.line_no in kept]
+    dropped = [r.line_no or 0 for r in log.records if r.line_no not in kept]
+    after = max(dropped, default=0)
+    return records, [e for e in log.vdpa_events if e.line_no in kept], [u for u in log.unparsed if u.line > after]
+
+
+def parse_since(text: str, marker: LogMarker) -> tuple[list[LogRecord], list[VdpaEvent]]:
+    """Parse a kernel log and keep what came after ``marker``; an empty log is no records, not an error."""
+    records, events, _ = split_since(text, marker)
+    return records, events
 
 
 def read_kernel_log(host: Host, marker: LogMarker, timeout: float = 20.0) -> KernelLogSlice:
@@ -170,8 +188,8 @@ def read_kernel_log(host: Host, marker: LogMarker, timeout: float = 20.0) -> Ker
     if not result.ok and not result.stdout.strip():
         why = result.stderr.strip()[-300:]
         raise HostError(host.name, command, f"cannot read the kernel log (rc={result.rc}): {why}")
-    records, events = parse_since(result.stdout, marker)
-    return KernelLogSlice(marker, command, result.stdout, records, events)
+    records, events, unparsed = split_since(result.stdout, marker)
+    return KernelLogSlice(marker, command, result.stdout, records, events, unparsed)
 
 
 # event kinds of the kernel-log parser that say something went wrong on a VF (reported, not judged)

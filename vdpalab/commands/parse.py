@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("kind", choices=sorted(PARSERS), metavar="KIND", help="what the text is (see the list below)")
     p.add_argument("file", nargs="?", metavar="FILE", help="file to read (default: standard input)")
-    p.set_defaults(func=run)
+    p.set_defaults(handler=run)
     return p
 
 
@@ -58,16 +58,3 @@ def run(args: argparse.Namespace, *, stdin: IO[str] | None = None, stdout: IO[st
     json.dump(result, stdout, indent=2, ensure_ascii=False)
     stdout.write("\n")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m vdpalab.commands.parse KIND [FILE]``) until the main CLI exists."""
-    parser = argparse.ArgumentParser(prog="vdpalab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["parse", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

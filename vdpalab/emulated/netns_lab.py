@@ -62,6 +62,10 @@ SSHD_BINARY = "/usr/sbin/sshd"
 IFF_UP = 0x1
 NETLINK_ROUTE = 0
 NETNS_RUN_DIR = "/run/netns"  # where named namespaces are bind-mounted (/var/run is a link to /run)
+# Machine-wide note of /run/netns as the first lab found it: lab A's first namespace makes it a mount,
+# lab B then finds it mounted; whichever lab goes down last must still undo it, so the state before any
+# lab is kept in one place for all labs (and removed with the mount).
+RUN_NETNS_NOTE = Path("/run/vdpalab-netns-mount.json")
 
 Log = Callable[[str], None]
 
@@ -397,7 +401,7 @@ class EmulatedLab:
             "created": record.get("created", time.time()),
             # creating the first namespace makes /run/netns a shared bind mount (as `ip netns add` does):
             # remembered so that down can undo it on a machine where it was not there before
-            "run_netns": record.get("run_netns") or _run_netns_state(),
+            "run_netns": record.get("run_netns") or _note_run_netns(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -686,15 +690,32 @@ def _run_netns_state() -> dict[str, bool]:
     return {"existed": os.path.isdir(NETNS_RUN_DIR), "mounted": NETNS_RUN_DIR in _mountpoints()}
 
 
+def _note_run_netns() -> dict[str, bool]:
+    """The state of /run/netns now; when no lab has mounted it yet, also noted machine-wide."""
+    state = _run_netns_state()
+    if not state["mounted"] and not RUN_NETNS_NOTE.exists():
+        RUN_NETNS_NOTE.write_text(json.dumps(state))
+    return state
+
+
 def _restore_run_netns(before: dict[str, bool] | None) -> list[str]:
-    """Undo the /run/netns mount (and directory) the lab's first namespace made, if nobody else uses it."""
+    """Undo the /run/netns mount (and directory) a lab's first namespace made, once nobody uses it.
+
+    The machine-wide note wins over the lab's own record: a lab that came up second found the
+    mount made by the first, yet may be the last to go down.
+    """
+    try:
+        noted = json.loads(RUN_NETNS_NOTE.read_text())
+        before = noted if isinstance(noted, dict) else before
+    except (OSError, ValueError):
+        pass
     if not before or before.get("mounted", True):
         return []
     try:
         if os.listdir(NETNS_RUN_DIR):
-            return []  # someone else's namespaces live there now: theirs to keep
+            return []  # namespaces still live there (another lab's, or someone else's): theirs to keep
     except OSError:
-        return []
+        pass
     done = []
     while NETNS_RUN_DIR in _mountpoints():
         if subprocess.run(["umount", NETNS_RUN_DIR], capture_output=True, timeout=10).returncode != 0:
@@ -706,6 +727,8 @@ def _restore_run_netns(before: dict[str, bool] | None) -> list[str]:
             done.append(f"removed {NETNS_RUN_DIR}")
         except OSError:
             pass
+    if NETNS_RUN_DIR not in _mountpoints():
+        RUN_NETNS_NOTE.unlink(missing_ok=True)
     return done
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -173,6 +174,20 @@ class HistoryStore:
     # ----------------------------------------------------------------- plumbing
 
     def close(self) -> None:
+        """Close every connection; for SQLite first fold the write-ahead log into the database file
+        (``wal_checkpoint(TRUNCATE)``), so the ``.sqlite`` file alone holds every run (a CI job that
+        keeps only that file as an artifact keeps everything)."""
+        if self.dialect == "sqlite":
+            self._check_fork()
+            try:
+                raw = self.engine.raw_connection()
+                try:
+                    raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+                finally:
+                    raw.close()
+            except Exception as exc:  # a checkpoint is housekeeping: say it failed, do not lose the close
+                logging.getLogger(__name__).warning("history store %s: checkpoint failed: %s",
+                                                    display_url(self.url), exc)
         self.engine.dispose()
 
     def __enter__(self) -> HistoryStore:

@@ -19,6 +19,43 @@ PROMPT_RE = re.compile(r"^\s*(?:\[[^\]\n]*\][#$]|[\w.@-]+:[^\s#$]*[#$])\s?")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 
 
+@dataclasses.dataclass(frozen=True)
+class Unparsed:
+    """A line the parser kept without understanding it: its 1-based number and its text.
+
+    Real output is messy (a new field, a warning on stderr, a pasted prompt, an elision): a parser
+    extracts what it knows and keeps the rest here, so nothing is lost and nothing is guessed.
+    """
+
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.text}"
+
+
+def unparsed_of(result: Any) -> list[Unparsed]:
+    """The ``unparsed`` lines of any parser result (an empty list for results without them)."""
+    return list(getattr(result, "unparsed", None) or [])
+
+
+def describe_unparsed(result: Any, limit: int = 20) -> list[str]:
+    """Lines for a failure diagnostic: what the parser kept without understanding, numbered."""
+    kept = unparsed_of(result)
+    out = [f"  {u}" for u in kept[:limit]]
+    if len(kept) > limit:
+        out.append(f"  ({len(kept) - limit} more lines not understood)")
+    return ([f"{len(kept)} line(s) not understood by the parser:", *out]) if kept else []
+
+
+_ELISION_RE = re.compile(r"^\s*(?:\.{3,}|…|\[\.\.\.\]|<snip>|\[snip\]|<\.\.\.>)\s*$", re.IGNORECASE)
+
+
+def is_elision(line: str) -> bool:
+    """A line a person put where lines were cut from a paste ('...', '[...]', '<snip>')."""
+    return bool(_ELISION_RE.match(line))
+
+
 def normalize(text: str) -> str:
     """Drop a byte-order mark and turn CRLF/CR line ends into LF; the rest is left alone."""
     if text.startswith("\ufeff"):

@@ -2,9 +2,12 @@
 ``journalctl`` short / short-iso / short-precise and ``-o json``; plus the vDPA events found in them.
 
 Lines are read one by one, each in whichever of these formats it is written, so a /var/log/messages
-with a pasted dmesg excerpt still parses. A line in none of them is an error (with its number).
-Mail-wrapped dmesg pastes must be repaired first with :func:`unwrap_mail_wrapped`, explicitly:
-guessing which line continues which would otherwise hide real corruption.
+with a pasted dmesg excerpt still parses. An indented line continues the record before it (a
+multi-line printk such as amd_pstate's "... disabled by the BIOS." + "    Please enable it ...", or
+journalctl's continuation of a multi-line message). Any other line in none of the formats is kept in
+``unparsed`` with its number; only a text with no log record at all is a ParseError. Mail-wrapped
+dmesg pastes (continuations not indented) are repaired explicitly with :func:`unwrap_mail_wrapped`:
+guessing which unindented line continues which would hide real corruption.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import normalize
+from vdpalab.parsers._common import Unparsed, normalize
 
 KERNEL_LOG = "kernel-log"
 
@@ -54,6 +57,7 @@ class KernelLog:
     records: list[LogRecord]
     vdpa_events: list[VdpaEvent] = field(default_factory=list)
     ovs_flow_key_errors: list[LogRecord] = field(default_factory=list)
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def events(self, kind: str) -> list[VdpaEvent]:
         return [e for e in self.vdpa_events if e.kind == kind]
@@ -128,27 +132,26 @@ def classify_vdpa(message: str) -> tuple[str, str | None, str | None, int | None
     return "other", m.group("pci").lower(), func, int(m.group("pid"))
 
 
-def _journal_json(line_no: int, line: str) -> LogRecord:
+def _journal_json(line_no: int, line: str) -> LogRecord | None:
+    """A ``journalctl -o json`` line as a record; None when it is not one (the caller keeps it unparsed)."""
     try:
         rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ParseError(KERNEL_LOG, f"journal JSON line is not valid JSON ({exc.msg})", line_no, line) from None
-    except RecursionError:
-        raise ParseError(KERNEL_LOG, "journal JSON nested too deeply", line_no, line) from None
+    except (json.JSONDecodeError, RecursionError):
+        return None
     if not isinstance(rec, dict) or "MESSAGE" not in rec:
-        raise ParseError(KERNEL_LOG, "journal JSON record without MESSAGE", line_no, line)
+        return None
     msg = rec["MESSAGE"]
     if isinstance(msg, list) and all(isinstance(b, int) and 0 <= b < 256 for b in msg):
         msg = bytes(msg).decode("utf-8", "replace")  # journald's encoding of non-UTF-8 payloads
     if not isinstance(msg, str):
-        raise ParseError(KERNEL_LOG, "journal MESSAGE is neither text nor bytes", line_no, line)
+        return None
     when = None
     rt = rec.get("__REALTIME_TIMESTAMP")
     if isinstance(rt, str) and rt.isdigit():
         try:
             when = dt.datetime.fromtimestamp(int(rt) / 1e6, tz=dt.UTC).isoformat()
         except (OverflowError, OSError, ValueError):
-            raise ParseError(KERNEL_LOG, f"__REALTIME_TIMESTAMP {rt} out of range", line_no, line) from None
+            when = None  # out of range: the record stands, its time is unknown
     mono = rec.get("_SOURCE_MONOTONIC_TIMESTAMP") or rec.get("__MONOTONIC_TIMESTAMP")
     pid = rec.get("_PID")
     ident = rec.get("SYSLOG_IDENTIFIER") or rec.get("_COMM")
@@ -163,6 +166,7 @@ def _journal_json(line_no: int, line: str) -> LogRecord:
 def parse_kernel_log(text: str) -> KernelLog:
     kind = KERNEL_LOG
     records: list[LogRecord] = []
+    unparsed: list[Unparsed] = []
     body = normalize(text)
     if not body.strip():
         raise ParseError(kind, "empty input")
@@ -170,6 +174,13 @@ def parse_kernel_log(text: str) -> KernelLog:
         if not line.strip():
             continue
         c = line[0]
+        if c in " \t":
+            if records and (not unparsed or unparsed[-1].line < (records[-1].line_no or 0)):
+                last = records[-1]  # the line before (or its continuation) was this record
+                records[-1] = replace(last, message=f"{last.message}\n{line.strip()}")
+            else:
+                unparsed.append(Unparsed(line_no, line))
+            continue
         if c == "[":
             if m := _DMESG.match(line):
                 records.append(LogRecord(time=m.group(1), host=None, ident="kernel", message=m.group(2),
@@ -180,8 +191,9 @@ def parse_kernel_log(text: str) -> KernelLog:
                                          line_no=line_no))
                 continue
         elif c == "{":
-            records.append(_journal_json(line_no, line))
-            continue
+            if (rec := _journal_json(line_no, line)) is not None:
+                records.append(rec)
+                continue
         elif c.isdigit():
             if m := _ISO.match(line):
                 records.append(_syslog_record(m, line_no))
@@ -191,8 +203,11 @@ def parse_kernel_log(text: str) -> KernelLog:
         elif m := _SYSLOG.match(line):
             records.append(_syslog_record(m, line_no))
             continue
-        raise ParseError(kind, "not a dmesg, syslog or journalctl line (mail-wrapped? see unwrap_mail_wrapped)",
-                         line_no, line)
+        unparsed.append(Unparsed(line_no, line))
+    if not records and unparsed:
+        first = unparsed[0]
+        raise ParseError(kind, "not a dmesg, syslog or journalctl log: no line is a log record", first.line,
+                         first.text)
     events: list[VdpaEvent] = []
     flow_key: list[LogRecord] = []
     for r in records:
@@ -205,7 +220,7 @@ def parse_kernel_log(text: str) -> KernelLog:
                 ek, pci, func, pid = hit
                 events.append(VdpaEvent(kind=ek, pci=pci, time=r.time, message=r.message, function=func, pid=pid,
                                         line_no=r.line_no))
-    return KernelLog(records=records, vdpa_events=events, ovs_flow_key_errors=flow_key)
+    return KernelLog(records=records, vdpa_events=events, ovs_flow_key_errors=flow_key, unparsed=unparsed)
 
 
 def _syslog_record(m: re.Match[str], line_no: int) -> LogRecord:
@@ -226,4 +241,5 @@ def to_json(log: KernelLog) -> dict:
                          "message": e.message} for e in log.vdpa_events],
         "ovs_flow_key_errors": [{"time": r.time, "message": r.message, "harmless": True}
                                 for r in log.ovs_flow_key_errors],
+        "unparsed": [{"line": u.line, "text": u.text} for u in log.unparsed],
     }
