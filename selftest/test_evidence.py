@@ -417,4 +417,5 @@ def test_the_evidence_test_fails_rather_than_crashes_on_a_log_that_is_no_log() -
     record = _Recorder()
     with pytest.raises(AssertionError, match="no 'performing device reset'"):
         _evidence_test()(lab, _Session(), host, guests, LogMarker("journal", "c", "h"), record)
-    assert "line 1: Hint: You are currently" in record.attachments["kernel log: lines not understood (kept, not judged)"]
+    kept = record.attachments["kernel log: lines not understood (kept, not judged)"]
+    assert "line 1: Hint: You are currently" in kept

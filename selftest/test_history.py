@@ -409,7 +409,8 @@ def test_closing_the_store_folds_the_wal_into_the_sqlite_file(tmp_path: Path) ->
 def test_a_pytest_run_leaves_a_history_file_complete_on_its_own(tmp_path: Path) -> None:
     """Through the pytest plugin, as CI runs it: the run's metric is in the .sqlite file alone."""
     module = ROOT / "selftest" / f"test_zz_history_alone_{os.getpid()}.py"
-    module.write_text('"""Writes one metric (for test_history)."""\nimport pytest\n\npytestmark = pytest.mark.selftest\n\n\n'
+    module.write_text('"""Writes one metric (for test_history)."""\nimport pytest\n\n'
+                      'pytestmark = pytest.mark.selftest\n\n\n'
                       'def test_one(record):\n    record("copy_check_metric", 4.25, "units", better="higher")\n')
     db = tmp_path / "h" / "history.sqlite"
     try:
