@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from io import StringIO
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from vdpalab.layers.hugepages import HugepagesState
 from vdpalab.layers.ovs import OvsState, kv_arg
 from vdpalab.layers.sriov import PfVfState
 from vdpalab.layers.transcript import TranscriptError, load_transcript
+from vdpalab.parsers.libvirt import parse_libvirt_xml
 from vdpalab.parsers.ovs import parse_vsctl_show
 
 pytestmark = pytest.mark.selftest
@@ -419,8 +419,11 @@ def test_hugepages_needs_socket_mem_plus_vhost_user_guests(lab: Lab, tmp_path: P
 
 
 def test_libvirt_guest_gets_the_seeds_vdpa_interface(tmp_path: Path) -> None:
+    """The seed's libvirt lab: its existing domain gets the seed's interface for the run (as virsh edit)."""
     lab = load_lab(ROOT / "labs" / "cx6dx-libvirt.toml")
     single = lab.model_copy(update={"guest": lab.guest[:1]})
+    virsh = RECORDED / "12_virsh_test_driver"
+    original = (virsh / "virsh-dumpxml-inactive-c77g153-xml.txt").read_text()
     guest_host = ScriptedHost.from_pairs(
         [
             ("true", ""),
@@ -430,24 +433,27 @@ def test_libvirt_guest_gets_the_seeds_vdpa_interface(tmp_path: Path) -> None:
     )
     host = ScriptedHost.from_pairs(
         [
-            ("virsh domstate c77g153", ""),
+            ("virsh domstate c77g153", (virsh / "virsh-domstate-shut-off.txt").read_text()),
+            ("virsh dumpxml --inactive --security-info c77g153", original),
             ("mkdir -p /run/vdpalab/cx6dx-libvirt", ""),
-            ("virsh define /run/vdpalab/cx6dx-libvirt/c77g153.xml", "Domain c77g153 defined from ...\n"),
-            ("virsh start c77g153", "Domain c77g153 started\n"),
+            ("virsh define /run/vdpalab/cx6dx-libvirt/c77g153.xml", (virsh / "virsh-define-c77g153.txt").read_text()),
+            ("virsh start c77g153", (virsh / "virsh-start-c77g153.txt").read_text()),
         ]
     )
-    host.script[0] = ScriptStep("virsh domstate c77g153", rc=1, stderr="error: failed to get domain 'c77g153'\n")
     layer = Guests(ctx(single, tmp_path, host=host, c77g153=guest_host))
     assert layer.up() is True
     host.assert_done()
     guest_host.assert_done()
     xml = host.files["/run/vdpalab/cx6dx-libvirt/c77g153.xml"].decode()
-    fragment = (SEED / "libvirt-interface-vdpa-0-fragment.txt").read_text().strip()
-    assert re.sub(r"\s+", " ", fragment) in re.sub(r"\s+", " ", xml)
-    assert "<emulator>/usr/libexec/qemu-kvm</emulator>" in xml
+    [seed_iface] = parse_libvirt_xml((SEED / "libvirt-interface-vdpa-0-fragment.txt").read_text()).interfaces
+    [iface] = parse_libvirt_xml(xml).interfaces
+    assert (iface.type, iface.source_dev) == (seed_iface.type, seed_iface.source_dev) == ("vdpa", "/dev/vhost-vdpa-0")
+    assert iface.mac == "00:11:22:33:44:00"  # the VF's MAC; model and driver stay the domain's defaults, as in the seed
+    assert (iface.model, iface.driver) == (None, {})
+    assert "<source file='/var/lib/libvirt/images/c77g1532.qcow2'/>" in xml  # the domain's own disk, untouched
     assert commands(layer.down_plan()) == [
         "virsh destroy c77g153",
-        "virsh undefine c77g153",
+        "virsh define /run/vdpalab/cx6dx-libvirt/c77g153.xml",
         "rm -f /run/vdpalab/cx6dx-libvirt/c77g153.xml",
     ]
 

@@ -365,3 +365,36 @@ def test_guest_boot_fields_are_checked(tmp_path: Path) -> None:
     data["guest"][1]["memory_backend"] = "hugepages"
     with pytest.raises(LabConfigError, match=r"guest\[1\]\.memory_backend"):
         parse_lab(data, source=str(QEMU_LAB))
+
+
+def test_nested_qemu_guest_on_vhost_vdpa_command_line(tmp_path: Path) -> None:
+    """The seed's QEMU guest inside the vDPA lab's VM, rendered by the same builder as on hardware: the seed's
+    vhost-vdpa netdev and device options, a shared memfd (VDUSE's userspace maps guest memory), the small guest
+    image booted directly, a management port forward for SSH, serial log, QMP and pidfile."""
+    from vdpalab.config import load_lab
+    from vdpalab.layers.base import LayerContext
+    from vdpalab.layers.guests import Guests
+
+    lab = load_lab(Path(__file__).parent / "data" / "labs" / "nested-vdpa-guests.toml")
+    guests = Guests(LayerContext(lab=lab, hosts={}, state_dir=tmp_path))
+    argv = qemu_argv(guests.qemu_spec(lab.guest[0]))
+    pairs = _pairs(argv[:-1])
+    netdevs = [v for k, v in pairs if k == "-netdev"]
+    devices = [v for k, v in pairs if k == "-device"]
+    assert netdevs == [
+        "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:2153-:22",
+        "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=vhost-vdpa0",
+    ]
+    assert devices == [
+        "virtio-net-pci,netdev=mgmt,mac=52:54:00:aa:01:53",
+        "virtio-net-pci,netdev=vhost-vdpa0,page-per-vq=on,iommu_platform=on,disable-legacy=on",
+    ]
+    found = dict(pairs)
+    assert found["-object"] == "memory-backend-memfd,id=mem,size=256M,share=on"
+    assert found["-numa"] == "node,memdev=mem"
+    assert (found["-accel"], found["-cpu"], found["-m"]) == ("tcg", "max", "256M")
+    assert found["-kernel"] == "/var/cache/vdpalab/guest/vmlinuz"
+    assert found["-serial"] == "file:/run/vdpalab/nested-vdpa/c77g153.console.log"
+    assert found["-qmp"] == "unix:/run/vdpalab/nested-vdpa/c77g153.qmp,server=on,wait=off"
+    assert found["-pidfile"] == "/run/vdpalab/nested-vdpa/c77g153.pid"
+    assert argv[-1] == "-daemonize"

@@ -188,6 +188,21 @@ class BridgeSettings(Model):
         return [self.uplink, *self.representors]
 
 
+class LibvirtSettings(Model):
+    """How a libvirt guest's domain comes to be: the seed's own way or one the suite defines (seed 7 "B. libvirtd").
+
+    ``domain = "existing"``: a domain that already exists on the lab host (the seed made it with virt-manager); for
+    the run the suite adds ``<interface type='vdpa'><source dev='/dev/vhost-vdpa-N'/></interface>`` to it as
+    ``virsh edit`` would, and afterwards defines its original XML again (kept in the journal).
+    ``domain = "define"``: the suite writes a whole domain from the guest's fields, defines it and undefines it after.
+    ``name`` is the domain's name (default: the guest's); ``uri`` is passed as ``virsh -c URI`` when set.
+    """
+
+    domain: Literal["existing", "define"] = "define"
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")] | None = None
+    uri: Annotated[str, Field(pattern=r"^[a-z0-9+]+://\S*$")] | None = None
+
+
 class GuestSettings(Model):
     """One guest (the seed's c77g153 / c77g159), whatever runs it."""
 
@@ -224,6 +239,8 @@ class GuestSettings(Model):
     # where the guests layer keeps console log, pidfile and QMP socket on the lab host (default /run/vdpalab/LAB)
     runtime_dir: str | None = None
     boot_timeout_s: PositiveFloat = 180.0
+    # kind = "libvirt" only: the seed's existing domain, or one the suite defines (the default)
+    libvirt: LibvirtSettings | None = None
     ssh: SSHSettings
 
     @property
@@ -420,10 +437,11 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
         for key in ("initrd", "append"):
             if getattr(guest, key) is not None and guest.kernel is None:
                 problems.append((f"guest[{g}].{key}", f"{key} is used only with kernel (direct kernel boot)"))
-        if guest.kind != "qemu":
+        if guest.kind != "qemu" and not defines_libvirt_domain(guest):
             for key in ("kernel", "mgmt_ssh_port", "memory_backend"):
                 if getattr(guest, key) is not None:
                     problems.append((f"guest[{g}].{key}", f"{key} is for qemu guests, not {guest.kind}"))
+        problems += libvirt_problems(guest, f"guest[{g}]")
         if guest.representor and guest.representor not in lab.representor_names:
             problems.append((f"guest[{g}].representor", f"{guest.representor!r} is not a declared representor"))
     if lab.lab.kind == "emulated" and lab.emulated is None:
@@ -437,6 +455,54 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
             problems.append(
                 ("ovs.socket_mem", f"dpdk-socket-mem asks for {need_mb} MiB but hugepages give only {have_mb} MiB")
             )
+    return problems
+
+
+#: The seed's ``-device virtio-net-pci`` options in libvirt's ``<interface>``: option -> (element, attribute, value)
+LIBVIRT_DEVICE_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "page-per-vq=on": ("driver", "page_per_vq", "on"),
+    "page-per-vq=off": ("driver", "page_per_vq", "off"),
+    "iommu_platform=on": ("driver", "iommu", "on"),
+    "iommu_platform=off": ("driver", "iommu", "off"),
+    "disable-legacy=on": ("model", "type", "virtio-non-transitional"),
+    "disable-legacy=off": ("model", "type", "virtio-transitional"),
+}
+#: Fields that shape a domain the suite defines; an existing domain's own XML decides them instead.
+LIBVIRT_DEFINE_ONLY = (
+    "image", "memory_mib", "vcpus", "accel", "cpu", "device_options", "extra_qemu_args",
+    "kernel", "initrd", "append", "mgmt_ssh_port", "mgmt_mac", "memory_backend", "runtime_dir",
+)
+
+
+def defines_libvirt_domain(guest: GuestSettings) -> bool:
+    """A libvirt guest whose domain the suite writes (``libvirt.domain = "define"``, the default)."""
+    return guest.kind == "libvirt" and (guest.libvirt is None or guest.libvirt.domain == "define")
+
+
+def libvirt_problems(guest: GuestSettings, where: str) -> list[tuple[str, str]]:
+    """What a libvirt guest's fields cannot mean: each one a (key, problem) line."""
+    if guest.kind != "libvirt":
+        if guest.libvirt is not None:
+            return [(f"{where}.libvirt", f"libvirt is for libvirt guests, not {guest.kind}")]
+        return []
+    problems: list[tuple[str, str]] = []
+    if guest.vdpa_device is None:
+        problems.append((f"{where}.vdpa_device", "a libvirt guest needs vdpa_device (its <interface type='vdpa'>)"))
+    if guest.vhost_user_socket is not None:
+        problems.append((f"{where}.vhost_user_socket", "libvirt guests here use vdpa_device, not vhost-user"))
+    if not defines_libvirt_domain(guest):
+        for key in LIBVIRT_DEFINE_ONLY:
+            if key in guest.model_fields_set:
+                problems.append(
+                    (f"{where}.{key}", 'the existing domain\'s own XML decides this (libvirt.domain = "existing")')
+                )
+        return problems
+    for option in guest.device_options:
+        if option not in LIBVIRT_DEVICE_OPTIONS:
+            known = ", ".join(sorted(LIBVIRT_DEVICE_OPTIONS))
+            problems.append((f"{where}.device_options", f"{option!r} has no libvirt <interface> form (known: {known})"))
+    if guest.mgmt_ssh_port is None and guest.mgmt_mac is not None:
+        problems.append((f"{where}.mgmt_mac", "mgmt_mac needs mgmt_ssh_port (the management NIC)"))
     return problems
 
 

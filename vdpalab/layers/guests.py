@@ -33,14 +33,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
-from vdpalab.config import GuestSettings, Lab
+from vdpalab.config import GuestSettings, Lab, defines_libvirt_domain
 from vdpalab.emulated.qemu import CONSOLE_ERRORS, DataNic, QemuSpec, qemu_argv
 from vdpalab.errors import HostError, LayerError
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
+from vdpalab.layers.libvirt_domain import DomainFiles, DomainState, LibvirtDomain, suite_domain_xml
 from vdpalab.parsers.iplink import parse_ip_link
-from vdpalab.parsers.libvirt import parse_libvirt_xml
 
 STOP_WAIT_S = 30
 CONSOLE_TAIL_LINES = 40
@@ -72,7 +71,7 @@ class GuestRun:
     running: bool
     pid: int | None = None
     defined: bool | None = None  # libvirt only
-    foreign: bool = False  # libvirt: a domain of that name the suite did not define
+    domain: DomainState | None = None  # libvirt: the domain as probed (its inactive XML)
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,6 @@ class GuestNet:
     mtu: int | None
     up: bool
     addresses: tuple[str, ...] = field(default_factory=tuple)
-
-
-def quoteattr(value: str) -> str:
-    """An XML attribute in single quotes, as the seed writes ``<source dev='/dev/vhost-vdpa-0'/>``."""
-    return "'" + escape(value, {"'": "&apos;", '"': "&quot;"}) + "'"
 
 
 def nic_id(vdpa_device: str) -> str:
@@ -181,48 +175,21 @@ class Guests(Layer):
         return shlex.join(qemu_argv(self.qemu_spec(guest)))
 
     # --- libvirt ---
+    def domain_files(self, guest: GuestSettings) -> DomainFiles:
+        return DomainFiles(
+            xml=self.path(guest, "xml"),
+            console_log=self.path(guest, "console.log"),
+            kernel=str(self.lab_path(guest.kernel)) if guest.kernel else None,
+            initrd=str(self.lab_path(guest.initrd)) if guest.initrd else None,
+        )
+
     def domain_xml(self, guest: GuestSettings) -> str:
-        """A whole domain around the seed's ``<interface type='vdpa'>`` (the seed edited a virt-manager domain)."""
-        dom_type = "kvm" if guest.accel == "kvm" else "qemu"
-        cpu = (
-            "<cpu mode='host-passthrough'/>"
-            if guest.cpu == "host"
-            else (f"<cpu mode='custom'><model>{guest.cpu}</model></cpu>")
-        )
-        disk = ""
-        if guest.image:
-            disk = (
-                "    <disk type='file' device='disk'>\n"
-                "      <driver name='qemu' type='qcow2'/>\n"
-                f"      <source file={quoteattr(guest.image)}/>\n"
-                "      <target dev='hda' bus='ide'/>\n"
-                "    </disk>\n"
-            )
-        iface = ""
-        if guest.vdpa_device:
-            iface = (
-                f"    <interface type='vdpa'>\n      <source dev={quoteattr(guest.vdpa_device)}/>\n    </interface>\n"
-            )
-        log = quoteattr(self.path(guest, "console.log"))
-        return (
-            f"<domain type='{dom_type}'>\n"
-            f"  <name>{guest.name}</name>\n"
-            f"  <memory unit='MiB'>{guest.memory_mib}</memory>\n"
-            f"  <vcpu>{guest.vcpus}</vcpu>\n"
-            "  <os>\n    <type arch='x86_64'>hvm</type>\n    <boot dev='hd'/>\n  </os>\n"
-            "  <features>\n    <acpi/>\n    <apic/>\n  </features>\n"
-            f"  {cpu}\n"
-            "  <devices>\n"
-            f"    <emulator>{guest.qemu_binary}</emulator>\n"
-            f"{disk}{iface}"
-            "    <serial type='pty'>\n"
-            f"      <log file={log} append='off'/>\n"
-            "      <target port='0'/>\n"
-            "    </serial>\n"
-            "    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n"
-            "  </devices>\n"
-            "</domain>\n"
-        )
+        """The domain the suite defines around the seed's ``<interface type='vdpa'>`` (libvirt.domain = "define")."""
+        return suite_domain_xml(guest, self.domain_files(guest))
+
+    def libvirt(self, guest: GuestSettings) -> LibvirtDomain:
+        """The guest's domain, either way (an existing one edited for the run, or one the suite defines)."""
+        return LibvirtDomain(self, guest, self.domain_files(guest))
 
     # --- probe ---
     def probe_run(self, guest: GuestSettings) -> GuestRun:
@@ -235,11 +202,8 @@ class Guests(Layer):
                 return GuestRun(True, int(pid))
             return GuestRun(False)
         if guest.kind == "libvirt":
-            state = self.read(["virsh", "domstate", guest.name])
-            if not state.ok:
-                return GuestRun(False, defined=False)
-            foreign = not self.journal.get(f"defined:{guest.name}") and not self.has_vdpa_interface(guest)
-            return GuestRun(state.stdout.strip() == "running", defined=True, foreign=foreign)
+            domain = self.libvirt(guest).probe()
+            return GuestRun(domain.running, defined=domain.defined, domain=domain)
         return GuestRun(True)  # netns: the emulated lab keeps the namespace and its sshd running
 
     def qemu_alive(self, guest: GuestSettings, pid: int) -> bool:
@@ -247,19 +211,20 @@ class Guests(Layer):
         result = self.read(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
         return result.ok and self.path(guest, "pid") in result.stdout.split()
 
-    def has_vdpa_interface(self, guest: GuestSettings) -> bool:
-        xml = self.read(["virsh", "dumpxml", guest.name])
-        if not xml.ok:
-            return False
-        domain = parse_libvirt_xml(xml.stdout)
-        return any(i.type == "vdpa" and i.source_dev == guest.vdpa_device for i in domain.interfaces)
-
     def probe(self) -> dict[str, GuestRun]:
         return {g.name: self.probe_run(g) for g in self.lab.guest}
 
     def fresh_state(self) -> dict[str, GuestRun]:
         """Nothing started; a netns guest counts as not running here so an offline plan never dials it."""
-        return {g.name: GuestRun(False, defined=False if g.kind == "libvirt" else None) for g in self.lab.guest}
+        return {g.name: self.fresh_run(g) for g in self.lab.guest}
+
+    @staticmethod
+    def fresh_run(guest: GuestSettings) -> GuestRun:
+        """Nothing started: an existing libvirt domain is there, shut off and without the vDPA interface."""
+        if guest.kind != "libvirt":
+            return GuestRun(False)
+        existing = not defines_libvirt_domain(guest)
+        return GuestRun(False, defined=existing, domain=DomainState(defined=existing))
 
     def probe_net(self, guest: GuestSettings) -> GuestNet:
         iface = guest.interface
@@ -288,7 +253,13 @@ class Guests(Layer):
         made: set[str] = set()
         for guest in self.started_here():
             st = state[guest.name]
-            if st.running:
+            domain_cmds: list[PlannedCommand] = []
+            if guest.kind == "libvirt":
+                assert st.domain is not None
+                domain_cmds = self.libvirt(guest).plan(st.domain)  # raises when the domain must not be touched
+                if not domain_cmds:
+                    continue
+            elif st.running:
                 continue
             directory = guest_runtime_dir(self.lab, guest)
             if directory not in made:
@@ -304,21 +275,7 @@ class Guests(Layer):
                 out.append(
                     self.planned(self.qemu_command(guest), f"guest {guest.name} (seed 7-7/7-8, in the background)")
                 )
-            else:
-                if st.foreign:
-                    raise LayerError(
-                        self.name,
-                        f"libvirt domain {guest.name} exists without <interface type='vdpa'> on {guest.vdpa_device}; "
-                        "the suite does not redefine a domain it did not create",
-                    )
-                if not st.defined:
-                    out.append(
-                        self.planned(
-                            ["virsh", "define", self.path(guest, "xml")],
-                            f"domain {guest.name} (its XML is put to the host first)",
-                        )
-                    )
-                out.append(self.planned(["virsh", "start", guest.name], f"guest {guest.name}"))
+            out += domain_cmds
         return out
 
     def plan_net(self, guest: GuestSettings, net: GuestNet) -> list[PlannedCommand]:
@@ -352,22 +309,18 @@ class Guests(Layer):
     def up(self) -> bool:
         state = self.probe()
         host_cmds = self.plan_host(state)
-        for cmd in host_cmds:
-            words = shlex.split(cmd.command)
-            if words[:2] == ["virsh", "define"]:
-                self.journal.record(f"defined:{words[2].rsplit('/', 1)[1].removesuffix('.xml')}", True)
-            elif words[:2] == ["virsh", "start"]:
-                self.journal.record(f"started:{words[2]}", True)
         self.execute([c for c in host_cmds if c.command.startswith("mkdir ")])
-        host_cmds = [c for c in host_cmds if not c.command.startswith("mkdir ")]
+        planned = {c.command for c in host_cmds}
         for guest in self.started_here():
-            if guest.kind == "libvirt" and not state[guest.name].defined:
-                self.put_text(self.domain_xml(guest), self.path(guest, "xml"))
-        qemu_starts = {self.qemu_command(g): g.name for g in self.started_here() if g.kind == "qemu"}
-        for cmd in host_cmds:
-            if cmd.command in qemu_starts:
-                self.started_at[qemu_starts[cmd.command]] = time.monotonic()
-            self.execute([cmd])
+            st = state[guest.name]
+            if guest.kind == "libvirt":
+                assert st.domain is not None
+                if not st.running:
+                    self.started_at[guest.name] = time.monotonic()
+                self.libvirt(guest).up(st.domain)  # the same commands plan_host listed, with the XML put first
+            elif self.qemu_command(guest) in planned:
+                self.started_at[guest.name] = time.monotonic()
+                self.execute([self.planned(self.qemu_command(guest), f"guest {guest.name}")])
         for guest in self.started_here():
             if guest.kind == "qemu" and not state[guest.name].running:
                 pid = self.read_ok(["cat", self.path(guest, "pid")], what=f"reading {guest.name}'s pidfile").strip()
@@ -389,12 +342,13 @@ class Guests(Layer):
             changed = True
         return changed
 
-    def put_text(self, text: str, remote: str) -> None:
+    def put_text(self, text: str, remote: str, mode: int = 0o644) -> None:
+        """Write ``text`` to ``remote`` on the lab host (``mode`` 0o600 for XML that may carry secrets)."""
         fd, local = tempfile.mkstemp(prefix="vdpalab-", suffix=".xml")
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
-            self.host.put(local, remote, mode=0o644)
+            self.host.put(local, remote, mode=mode)
         finally:
             os.unlink(local)
 
@@ -415,7 +369,7 @@ class Guests(Layer):
                 reset = getattr(self.ctx.hosts, "reset", None)
                 if callable(reset):
                     reset(guest.name)  # dial again next time
-            if pid:  # a QEMU this layer started: fail at once when it died or its kernel panicked
+            if pid or guest.name in self.started_at:  # a guest this layer started: fail at once when it died
                 problem = self.boot_problem(guest, pid)
                 if problem:
                     raise LayerError(self.name, f"guest {guest.name}: {problem} ({last})" + self.console_tail(guest))
@@ -428,25 +382,32 @@ class Guests(Layer):
             f"guest {guest.name}: no SSH after {guest.boot_timeout_s:g} s ({last})" + self.console_tail(guest),
         )
 
-    def boot_problem(self, guest: GuestSettings, pid: int) -> str | None:
+    def boot_problem(self, guest: GuestSettings, pid: int | None) -> str | None:
         """Why waiting longer for SSH is pointless: QEMU exited, or the console shows a fatal boot error."""
-        if not self.qemu_alive(guest, pid):
+        if guest.kind == "libvirt":
+            if not self.libvirt(guest).running():
+                return f"libvirt domain {self.libvirt(guest).name} is no longer running"
+        elif pid is None or not self.qemu_alive(guest, pid):
             return f"QEMU (pid {pid}) exited before SSH answered"
-        result = self.read(["tail", "-n", str(CONSOLE_TAIL_LINES), self.path(guest, "console.log")])
+        result = self.read(["tail", "-n", str(CONSOLE_TAIL_LINES), self.console_log(guest)])
         for marker in CONSOLE_ERRORS:
             if result.ok and marker in result.stdout:
                 return f"the console shows {marker!r}"
         return None
 
+    def console_log(self, guest: GuestSettings) -> str:
+        return self.libvirt(guest).console_log() if guest.kind == "libvirt" else self.path(guest, "console.log")
+
     def console_tail(self, guest: GuestSettings) -> str:
         if guest.kind == "netns":
             return ""
+        log = self.console_log(guest)
         try:
-            result = self.read(["tail", "-n", str(CONSOLE_TAIL_LINES), self.path(guest, "console.log")])
+            result = self.read(["tail", "-n", str(CONSOLE_TAIL_LINES), log])
         except HostError as exc:
             return f"\n(console log unreadable: {exc})"
         text = result.stdout.rstrip() if result.ok else f"(no console log: {result.stderr.strip()})"
-        return f"\n--- console {self.path(guest, 'console.log')} (last {CONSOLE_TAIL_LINES} lines) ---\n{text}"
+        return f"\n--- console {log} (last {CONSOLE_TAIL_LINES} lines) ---\n{text}"
 
     # --- verify ---
     def verify(self) -> Evidence:
@@ -485,7 +446,10 @@ class Guests(Layer):
     # --- down ---
     def down_net(self, guest: GuestSettings) -> list[PlannedCommand]:
         before = self.journal.get(f"net:{guest.name}")
-        if not before or self.journal.get(f"qemu:{guest.name}") or self.journal.get(f"started:{guest.name}"):
+        started = self.journal.get(f"qemu:{guest.name}") or (
+            guest.kind == "libvirt" and self.libvirt(guest).started_here()
+        )
+        if not before or started:
             return []  # nothing changed, or the guest goes away with its settings
         iface, out = guest.interface, []
         if guest.ip not in before["addresses"]:
@@ -525,11 +489,8 @@ class Guests(Layer):
                     self.wait_gone(pid),
                     self.planned(["rm", "-f", self.path(guest, "pid"), self.path(guest, "qmp")]),
                 ]
-            if self.journal.get(f"started:{guest.name}"):
-                out.append(self.planned(["virsh", "destroy", guest.name], "stop the guest up started"))
-            if self.journal.get(f"defined:{guest.name}"):
-                out.append(self.planned(["virsh", "undefine", guest.name], "remove the domain up defined"))
-                out.append(self.planned(["rm", "-f", self.path(guest, "xml")]))
+            if guest.kind == "libvirt":
+                out += self.libvirt(guest).down_plan()
         return out
 
     def down(self) -> None:
@@ -545,13 +506,6 @@ class Guests(Layer):
                     self.execute([self.planned(["kill", "-KILL", str(pid)], "QEMU did not exit")])
             if pid:
                 self.execute([self.planned(["rm", "-f", self.path(guest, "pid"), self.path(guest, "qmp")])])
-            if self.journal.get(f"started:{guest.name}"):
-                self.execute([self.planned(["virsh", "destroy", guest.name])])
-            if self.journal.get(f"defined:{guest.name}"):
-                self.execute(
-                    [
-                        self.planned(["virsh", "undefine", guest.name]),
-                        self.planned(["rm", "-f", self.path(guest, "xml")]),
-                    ]
-                )
+            if guest.kind == "libvirt":
+                self.libvirt(guest).down()
         self.journal.clear()
