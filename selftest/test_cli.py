@@ -130,8 +130,20 @@ def test_plan_json_and_a_closed_pipe() -> None:
 
 def test_plan_of_a_bad_lab_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "lab.toml").read_text().replace('kind = "emulated"', 'kind = "virtual"', 1))
+    msg = one_error_line(vdpalab("plan", "--lab", str(bad), "--offline"), f"vdpalab: {bad}: ")
+    assert msg.endswith("lab.kind: 'virtual' is not allowed: input should be 'hardware' or 'emulated'")
+
+
+def test_plan_of_a_lab_with_three_problems_gives_three_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
     bad.write_text("nonsense = 1\n")
-    one_error_line(vdpalab("plan", "--lab", str(bad), "--offline"), f"vdpalab: {bad}: ")
+    p = vdpalab("plan", "--lab", str(bad), "--offline")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.splitlines() == [f"vdpalab: {bad}: lab: required key is missing",
+                                     f"vdpalab: {bad}: host: required key is missing",
+                                     f"vdpalab: {bad}: nonsense: unknown key (not part of the lab schema; "
+                                     "check the spelling)"]
 
 
 # -------------------------------------------------------------------------------------------- lab

@@ -1,20 +1,22 @@
 """The lab file loader: valid labs load into frozen models, and every bad file gives one exact line.
 
-Each file in ``data/bad_labs/`` starts with ``# expect: MESSAGE``; loading it must raise
-``LabConfigError`` whose text is ``PATH: MESSAGE``. The CLI and pytest print that line and
-nothing else (no traceback).
+Each file in ``data/bad_labs/`` starts with one ``# expect: MESSAGE`` line per problem it holds;
+loading it must raise ``LabConfigError`` whose lines are exactly ``PATH: MESSAGE``, every problem
+in order (nothing cut to "and 1 more problem"). The CLI and pytest print those lines and nothing
+else (no traceback).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from vdpalab.config import Lab, load_lab
+from vdpalab.config import Lab, load_lab, parse_lab
 from vdpalab.errors import LabConfigError
 
 pytestmark = pytest.mark.selftest
@@ -23,22 +25,47 @@ ROOT = Path(__file__).resolve().parent.parent
 BAD_LABS = sorted((Path(__file__).parent / "data" / "bad_labs").glob("*.toml"))
 
 
+def expected_messages(path: Path) -> list[str]:
+    lines = [ln[len("# expect: "):] for ln in path.read_text().splitlines() if ln.startswith("# expect: ")]
+    assert lines, f"{path} lacks its '# expect:' header"
+    return lines
+
+
 def expected_message(path: Path) -> str:
-    first = path.read_text().splitlines()[0]
-    assert first.startswith("# expect: "), f"{path} lacks its '# expect:' header"
-    return first[len("# expect: ") :]
+    (only,) = expected_messages(path)
+    return only
 
 
 def test_there_are_enough_bad_labs() -> None:
-    assert len(BAD_LABS) >= 15
+    assert len(BAD_LABS) >= 45
 
 
 @pytest.mark.parametrize("path", BAD_LABS, ids=lambda p: p.stem)
-def test_bad_lab_gives_its_exact_message(path: Path) -> None:
+def test_bad_lab_gives_its_exact_lines(path: Path) -> None:
     with pytest.raises(LabConfigError) as info:
         load_lab(str(path))
-    assert str(info.value) == f"{path}: {expected_message(path)}"
-    assert "\n" not in str(info.value)
+    assert str(info.value).split("\n") == [f"{path}: {m}" for m in expected_messages(path)]
+    assert info.value.lines() == str(info.value).split("\n")
+
+
+def test_check_lab_prints_every_problem_of_every_file() -> None:
+    many = [p for p in BAD_LABS if len(expected_messages(p)) > 1]
+    assert len(many) >= 3
+    vdpalab = Path(sys.executable).parent / "vdpalab"
+    proc = subprocess.run([str(vdpalab), "check-lab", *map(str, many), "lab.toml"], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2
+    want = [f"{p}: {m}" for p in many for m in expected_messages(p)]
+    assert proc.stdout.splitlines()[:-1] == want and proc.stdout.splitlines()[-1].startswith("lab.toml: ok:")
+    assert "more problem" not in proc.stdout and proc.stderr == ""
+
+
+def test_a_guest_may_use_the_vdpa_devices_own_mac() -> None:
+    """The lab 'says otherwise' by giving the vdpa device its own MAC: the guest uses that one."""
+    text = (BAD_LABS[0].parent / "35_guest_mac_not_the_vdpa_devices.toml").read_text()
+    fixed = text.replace('mac = "00:11:22:33:44:00"\nip', 'mac = "02:00:00:00:00:01"\nip')
+    lab = parse_lab(tomllib.loads(fixed))
+    assert lab.guest[0].mac == lab.vdpa.devices[0].mac == "02:00:00:00:00:01"
 
 
 @pytest.mark.parametrize("name", ["lab.toml", "labs/cx6dx-qemu.toml", "labs/cx6dx-libvirt.toml"])
@@ -108,9 +135,8 @@ def test_missing_file_is_one_line() -> None:
 
 def test_check_lab_cli_prints_one_line_and_no_traceback() -> None:
     bad = BAD_LABS[0]
-    proc = subprocess.run(
-        [sys.executable, "-m", "vdpalab.cli", "check-lab", str(bad)], capture_output=True, text=True, cwd=ROOT
-    )
+    vdpalab = Path(sys.executable).parent / "vdpalab"
+    proc = subprocess.run([str(vdpalab), "check-lab", str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stdout.strip() == f"{bad}: {expected_message(bad)}"
     assert "Traceback" not in proc.stderr

@@ -60,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(handler(args) or 0)
-    except VdpaLabError as exc:
-        print(f"vdpalab: {exc}", file=sys.stderr)
+    except VdpaLabError as exc:  # one line per problem (a lab file may have several)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"vdpalab: {line}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `vdpalab plan ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

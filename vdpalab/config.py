@@ -332,8 +332,7 @@ class Lab(Model):
     def _cross_checks(self) -> Lab:
         problems = cross_field_problems(self)
         if problems:
-            key, problem = problems[0]
-            raise CrossFieldProblem(key, problem)
+            raise CrossFieldProblem(problems)
         return self
 
     # --- convenience lookups used by layers and tests ---
@@ -358,16 +357,16 @@ class Lab(Model):
 
 
 class CrossFieldProblem(Exception):
-    """Raised from the model validator; not a ValueError so pydantic passes it through unchanged."""
+    """Raised from the model validator with every (key, problem); not a ValueError so pydantic passes
+    it through unchanged."""
 
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}")
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {problem}" for key, problem in problems))
 
 
 def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
-    """Checks that need more than one field; each has its own message."""
+    """Checks that need more than one field; each has its own message. Every problem is reported."""
     problems: list[tuple[str, str]] = []
     pf_names = [pf.name for pf in lab.pf]
     known_ports = set(pf_names) | lab.representor_names
@@ -455,7 +454,152 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
             problems.append(
                 ("ovs.socket_mem", f"dpdk-socket-mem asks for {need_mb} MiB but hugepages give only {have_mb} MiB")
             )
+    for check in CROSS_REFERENCE_CHECKS:
+        problems += check(lab)
     return problems
+
+# ------------------------------------------------------------------- cross-references between sections
+# Each check is a small function lab -> [(key, problem)], listed in CROSS_REFERENCE_CHECKS.
+def _lab_vf_pcis(lab: Lab) -> dict[str, tuple[int, int]]:
+    """VF PCI address -> (pf index, VF index) over every PF of the lab."""
+    return {pci: (p, v) for p, pf in enumerate(lab.pf) for v, pci in enumerate(pf.vf_pcis)}
+
+
+def check_vdpa_vf_is_a_lab_vf(lab: Lab) -> list[tuple[str, str]]:
+    """A vdpa device sits on one of the VFs the lab declares (pf[].vf_pcis)."""
+    vfs = _lab_vf_pcis(lab)
+    if not vfs:
+        return []  # the lab lists no VF addresses (they are made at runtime): nothing to compare against
+    return [(f"vdpa.devices[{d}].vf_pci", f"VF {dev.vf_pci} of vdpa device {dev.name!r} is not one of the lab's "
+             f"VFs ({', '.join(sorted(vfs))})")
+            for d, dev in enumerate(lab.vdpa.devices) if dev.vf_pci not in vfs]
+
+
+_DEVARGS_PCI = re.compile(r"^([0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])(?:,|$)")
+
+
+def _devargs_problem(lab: Lab, devargs: str) -> str | None:
+    m = _DEVARGS_PCI.match(devargs.strip())
+    if not m:
+        return None  # a vdev (net_af_packet0,iface=...) or a name: no PCI address to check
+    pfs = {pf.pci for pf in lab.pf if pf.pci}
+    if m.group(1).lower() in pfs:
+        return None
+    return f"dpdk-devargs PCI address {m.group(1)} is not a declared PF ({', '.join(sorted(pfs)) or 'none declared'})"
+
+
+def check_dpdk_devargs_name_a_pf(lab: Lab) -> list[tuple[str, str]]:
+    """Every PCI address in dpdk-devargs (ovs.dpdk_devargs and bridge port options) is a declared PF's."""
+    problems = []
+    for i, devargs in enumerate(lab.ovs.dpdk_devargs):
+        if why := _devargs_problem(lab, devargs):
+            problems.append((f"ovs.dpdk_devargs[{i}]", why))
+    for b, bridge in enumerate(lab.bridge):
+        for key, port in _bridge_port_keys(b, bridge):
+            if "dpdk-devargs" in port.options and (why := _devargs_problem(lab, port.options["dpdk-devargs"])):
+                problems.append((f"{key}.options.dpdk-devargs", why))
+    return problems
+
+
+def _bridge_port_keys(b: int, bridge: BridgeSettings) -> list[tuple[str, PortSettings]]:
+    return [(f"bridge[{b}].uplink", bridge.uplink),
+            *((f"bridge[{b}].representors[{r}]", port) for r, port in enumerate(bridge.representors))]
+
+
+def check_port_in_one_bridge(lab: Lab) -> list[tuple[str, str]]:
+    """A port belongs to one bridge only (OVS would move it silently; the seed never does)."""
+    owner: dict[str, str] = {}
+    problems = []
+    for b, bridge in enumerate(lab.bridge):
+        for key, port in _bridge_port_keys(b, bridge):
+            if port.name in owner and owner[port.name] != bridge.name:
+                problems.append((f"{key}.name", f"port {port.name!r} is already in bridge {owner[port.name]!r}"))
+            elif port.name in owner:
+                problems.append((f"{key}.name", f"port {port.name!r} appears twice in bridge {bridge.name!r}"))
+            owner.setdefault(port.name, bridge.name)
+    return problems
+
+
+def check_traffic_guests_share_a_subnet(lab: Lab) -> list[tuple[str, str]]:
+    """The two guests that exchange traffic (the first two) are in one IPv4 subnet, as in the seed."""
+    if len(lab.guest) < 2:
+        return []
+    a, b = (ipaddress.IPv4Interface(g.ip) for g in lab.guest[:2])
+    if a.network == b.network:
+        return []
+    return [("guest[1].ip", f"{b} is not in guest[0]'s subnet {a.network} (the two traffic guests must share one)")]
+
+
+def _vdpa_device_of(lab: Lab, ref: str) -> VdpaDevice | None:
+    """A guest's vdpa_device names a [[vdpa.devices]] entry by name or by its chardev (/dev/vhost-vdpa-N)."""
+    for dev in lab.vdpa.devices:
+        if ref in (dev.name, dev.chardev, f"/dev/vhost-{dev.name}"):
+            return dev
+    return None
+
+
+def check_guest_mac_is_its_vfs(lab: Lab) -> list[tuple[str, str]]:
+    """A guest's MAC is the one its VF was given (the seed sets the VF MAC so the guest sees it),
+    unless the lab sets the vdpa device's own MAC ([[vdpa.devices]] mac), which the guest then sees."""
+    vfs = _lab_vf_pcis(lab)
+    problems = []
+    for g, guest in enumerate(lab.guest):
+        dev = _vdpa_device_of(lab, guest.vdpa_device) if guest.vdpa_device else None
+        if dev is None:
+            continue
+        if dev.mac is not None:
+            expected, source = dev.mac, f"vdpa device {dev.name!r} mac"
+        elif dev.vf_pci in vfs:
+            p, v = vfs[dev.vf_pci]
+            macs = lab.pf[p].vf_macs
+            if v >= len(macs):
+                continue
+            expected, source = macs[v], f"pf[{p}].vf_macs[{v}] (VF {dev.vf_pci})"
+        else:
+            continue
+        if guest.mac != expected:
+            problems.append((f"guest[{g}].mac", f"{guest.mac} differs from {expected}, the MAC of {source}; set the "
+                                                f"vdpa device's mac if the guest is meant to use another"))
+    return problems
+
+
+def check_referenced_names_exist(lab: Lab) -> list[tuple[str, str]]:
+    """Every name one section gives to another exists: a guest's vdpa device, PF VF netdevs vs representors."""
+    problems = []
+    if lab.vdpa.devices:
+        for g, guest in enumerate(lab.guest):
+            if guest.vdpa_device and _vdpa_device_of(lab, guest.vdpa_device) is None:
+                known = ", ".join(d.chardev or d.name for d in lab.vdpa.devices)
+                problems.append((f"guest[{g}].vdpa_device", f"{guest.vdpa_device!r} is no declared vdpa device "
+                                                            f"({known})"))
+    pf_names = {pf.name for pf in lab.pf}
+    for i, pf in enumerate(lab.pf):
+        for r, rep in enumerate(pf.representors):
+            if rep in pf_names:
+                problems.append((f"pf[{i}].representors[{r}]", f"{rep!r} is the name of a PF, not a representor"))
+    return problems
+
+
+def check_guest_macs_unique(lab: Lab) -> list[tuple[str, str]]:
+    """Two guests with one MAC on one L2 segment cannot both be reached."""
+    seen: dict[str, int] = {}
+    problems = []
+    for g, guest in enumerate(lab.guest):
+        if guest.mac in seen:
+            problems.append((f"guest[{g}].mac", f"MAC {guest.mac} is also used by guest[{seen[guest.mac]}]"))
+        seen.setdefault(guest.mac, g)
+    return problems
+
+
+CROSS_REFERENCE_CHECKS = (
+    check_vdpa_vf_is_a_lab_vf,
+    check_dpdk_devargs_name_a_pf,
+    check_port_in_one_bridge,
+    check_traffic_guests_share_a_subnet,
+    check_guest_mac_is_its_vfs,
+    check_referenced_names_exist,
+    check_guest_macs_unique,
+)
 
 
 #: The seed's ``-device virtio-net-pci`` options in libvirt's ``<interface>``: option -> (element, attribute, value)
@@ -541,15 +685,12 @@ def parse_lab(data: dict[str, Any], source: str = "<lab>", display: str | None =
     shown = display or source
     try:
         return Lab.model_validate({**data, "source": source})
-    except CrossFieldProblem as problem:
-        raise LabConfigError(shown, problem.key, problem.problem)
+    except CrossFieldProblem as found:
+        (key, problem), *more = found.problems
+        raise LabConfigError(shown, key, problem, more)
     except ValidationError as exc:
-        errors = exc.errors()
-        key, problem = _format_pydantic_error(dict(errors[0]))
-        more = len(errors) - 1
-        if more:
-            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise LabConfigError(shown, key, problem)
+        (key, problem), *more = [_format_pydantic_error(dict(err)) for err in exc.errors()]
+        raise LabConfigError(shown, key, problem, more)
 
 
 def load_lab(path: str | Path) -> Lab:

@@ -19,15 +19,20 @@ class VdpaLabError(Exception):
 class LabConfigError(VdpaLabError):
     """A lab file is missing, not TOML, or fails validation.
 
-    ``str()`` is one line: ``FILE: KEY.PATH: problem``.
+    One line per problem: ``FILE: KEY.PATH: problem``. ``key``/``problem`` are the first problem;
+    ``problems`` holds every (key, problem) and ``str()`` is their lines joined by newlines.
     """
 
-    def __init__(self, path: str, key: str, problem: str) -> None:
+    def __init__(self, path: str, key: str, problem: str, more: list[tuple[str, str]] | None = None) -> None:
         self.path = path
         self.key = key
         self.problem = problem
-        where = f"{path}: {key}: " if key else f"{path}: "
-        super().__init__(f"{where}{problem}")
+        self.problems = [(key, problem), *(more or [])]
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}"
+                for key, problem in self.problems]
 
 
 class HostError(VdpaLabError):

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "check-lab",
         help="validate a lab file (lab.toml) and summarise it",
-        description="Load FILE with the lab schema. A bad file gives one line: FILE: KEY: problem (exit 2).",
+        description="Load FILE with the lab schema and check its cross-references. A bad file gives one line per "
+        "problem, every problem: FILE: KEY: problem (exit 2).",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="lab file(s) to check")
     p.set_defaults(handler=run)
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             lab = load_lab(path)
         except LabConfigError as exc:
-            print(exc)
+            print("\n".join(exc.lines()))
             status = 2
             continue
         guests = ", ".join(f"{g.name} ({g.kind}, {g.ip})" for g in lab.guest) or "none"
