@@ -62,7 +62,7 @@ def test_check_lab_prints_every_problem_of_every_file() -> None:
 
 def test_a_guest_may_use_the_vdpa_devices_own_mac() -> None:
     """The lab 'says otherwise' by giving the vdpa device its own MAC: the guest uses that one."""
-    text = (BAD_LABS[0].parent / "35_guest_mac_not_the_vdpa_devices.toml").read_text()
+    text = (BAD_LABS[0].parent / "60_guest_mac_not_the_vdpa_devices.toml").read_text()
     fixed = text.replace('mac = "00:11:22:33:44:00"\nip', 'mac = "02:00:00:00:00:01"\nip')
     lab = parse_lab(tomllib.loads(fixed))
     assert lab.guest[0].mac == lab.vdpa.devices[0].mac == "02:00:00:00:00:01"
