@@ -3,6 +3,7 @@
 pytest_plugins = [
     "fixtures.lab_options",
     "fixtures.lab_session",
+    "fixtures.progress",
     "fixtures.recording",
     "fixtures.xdist_support",
 ]

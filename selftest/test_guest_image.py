@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import stat
@@ -162,24 +163,26 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         for deb in lab_debs.glob("*.deb"):
             shutil.copy2(deb, cache / "debs" / deb.name)
     key = generate_ssh_keypair(cache / "id_ed25519")
-    messages: list[str] = []
     started = time.monotonic()
     try:
-        image = build_guest_image(cache, pubkey=key.public_key, log=messages.append)
+        image = build_guest_image(cache, pubkey=key.public_key)
     except LabStateError as exc:
         if "apt-get download" in str(exc) or "apt-cache" in str(exc) or "downloading" in str(exc):
             pytest.skip(f"the kernel package cannot be fetched here: {exc}")
         raise
-    return cache, key, image, time.monotonic() - started, messages
+    return cache, key, image, time.monotonic() - started
 
 
 @pytest.mark.slow
-def test_build_is_cached(built) -> None:
-    cache, key, image, _cold, _messages = built
+def test_build_is_cached(built, caplog: pytest.LogCaptureFixture) -> None:
+    cache, key, image, _cold = built
     initrd_before = image.initrd.read_bytes()
     started = time.monotonic()
-    again = build_guest_image(cache, pubkey=key.public_key, log=pytest.fail)  # a warm call logs nothing
+    with caplog.at_level(logging.DEBUG, logger="vdpalab.emulated.guest_image"):
+        again = build_guest_image(cache, pubkey=key.public_key)
     warm = time.monotonic() - started
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("vdpalab.emulated")] == []  # logs nothing
+    assert image.built_now and not again.built_now
     assert again == image
     assert warm < 0.1, f"warm call took {warm:.3f} s"
     assert image.initrd.read_bytes() == initrd_before
@@ -187,14 +190,14 @@ def test_build_is_cached(built) -> None:
     assert image.kernel_package.startswith("linux-image-") and image.kernel_package.endswith("-cloud-amd64")
     # another key gives another image; the kernel and the .deb are reused
     other = generate_ssh_keypair(cache / "id_other")
-    image2 = build_guest_image(cache, pubkey=other.public_key, log=lambda _m: None)
+    image2 = build_guest_image(cache, pubkey=other.public_key)
     assert image2.key_hash != image.key_hash and image2.initrd != image.initrd
     assert len(list((cache / "debs").glob("*.deb"))) == 1
 
 
 @pytest.mark.slow
 def test_initramfs_contents(built) -> None:
-    _cache, key, image, _cold, _messages = built
+    _cache, key, image, _cold = built
     entries = {name: (mode, data) for name, mode, data in list_initramfs(image.initrd)}
     for path in ("init", "bin/busybox", "usr/sbin/dropbear", "usr/bin/iperf3", "usr/bin/ping", "sbin/init",
                  "lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6", "etc/passwd", "etc/shells",
@@ -240,7 +243,7 @@ def test_image_boots_and_accepts_the_lab_key(built, tmp_path: Path) -> None:
     paramiko = pytest.importorskip("paramiko")
     from vdpalab.emulated.qemu import QemuProcess, QemuSpec, guest_append
 
-    _cache, key, image, _cold, _messages = built
+    _cache, key, image, _cold = built
     port = _free_port()
     spec = QemuSpec(
         name="selftest", kernel=image.kernel, initrd=image.initrd,

@@ -409,7 +409,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from vdpalab.emulated import control
     from vdpalab.errors import LabStateError
 
-    def infra_up(lab: Any, *, log: Any = None) -> Any:
+    def infra_up(lab: Any) -> Any:
         raise LabStateError(f"lab {lab.lab.name}: {message} (pid {os.getpid()})")
 
     control.infra_up = infra_up

@@ -18,6 +18,7 @@ Typical use (the pytest fixtures do this)::
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,6 +37,9 @@ from vdpalab.layers.base import (
     outcome_to_dict,
     run_layer,
 )
+from vdpalab.logs import seconds
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LAYER_ORDER", "STATE_FILE", "BringUp", "load_state"]
 
@@ -142,19 +146,41 @@ class BringUp:
             blocker = self._blocker(layer)
             if blocker is not None:
                 outcome = LayerOutcome(layer=name, status=LayerStatus.BROKEN, reason=blocker)
+                log.error("lab %s: layer %s: not run: %s", self.lab.lab.name, name, blocker)
             elif stopped is not None and not self.keep_going and not layer.not_applicable():
                 outcome = LayerOutcome(
                     layer=name,
                     status=LayerStatus.BROKEN,
                     reason=f"not run: layer {stopped.layer} broke first ({stopped.reason})",
                 )
+                log.error("lab %s: layer %s: %s", self.lab.lab.name, name, outcome.reason)
             else:
-                outcome = run_layer(layer, assume_up=assume_up)
+                outcome = self._run(layer, assume_up)
             self._outcomes[name] = outcome
             if outcome.status is LayerStatus.BROKEN and stopped is None:
                 stopped = outcome
             self.save()
         return self.outcomes
+
+    def _run(self, layer: Layer, assume_up: bool) -> LayerOutcome:
+        """``run_layer`` between two progress lines: what starts, then how it ended and how long it took."""
+        lab = self.lab.lab.name
+        if layer.not_applicable():
+            outcome = run_layer(layer, assume_up=assume_up)
+            log.info("lab %s: layer %s: %s (%s)", lab, layer.name, outcome.status.value, outcome.reason)
+            return outcome
+        log.info("lab %s: layer %s: %s", lab, layer.name, "verifying" if assume_up else "starting")
+        started = time.monotonic()
+        outcome = run_layer(layer, assume_up=assume_up)
+        elapsed = seconds(time.monotonic() - started)
+        if outcome.status is LayerStatus.UP:
+            note = "changed" if outcome.changed else "nothing to change"
+            log.info("lab %s: layer %s: up in %s (%s)", lab, layer.name, elapsed, note)
+        else:
+            log.error("lab %s: layer %s: %s in %s: %s", lab, layer.name, outcome.status.value, elapsed, outcome.reason)
+        for command in outcome.commands_run:
+            log.debug("lab %s: layer %s changed: %s", lab, layer.name, command)
+        return outcome
 
     def _blocker(self, layer: Layer) -> str | None:
         for req in layer.requires:
@@ -174,11 +200,15 @@ class BringUp:
             layer = self.layers[name]
             if layer.not_applicable():
                 continue
+            log.debug("lab %s: layer %s: taking down", self.lab.lab.name, name)
+            started = time.monotonic()
             try:
                 layer.down()
             except Exception as exc:  # keep going: the other layers still restore their part
                 errors[name] = f"{type(exc).__name__}: {exc}"
+                log.error("lab %s: layer %s: down failed: %s", self.lab.lab.name, name, errors[name])
                 continue
+            log.info("lab %s: layer %s: down in %s", self.lab.lab.name, name, seconds(time.monotonic() - started))
             outcome = self._outcomes.get(name) or LayerOutcome(layer=name)
             outcome.status = LayerStatus.DOWN
             outcome.reason = "taken down"

@@ -10,18 +10,20 @@ process that owns the run (the xdist controller, or the only process), after
 every worker has finished. A bring-up that raises is recorded as the lab's
 ``infra_error`` like a failed build, so no other process retries it.
 
-Each step appends a line (time, pid, run id) to the lab's ``session-events.log``:
+Each step is a DEBUG record of the session's own logger (``vdpalab.session.<lab>``), which a
+handler appends as a line (time, pid, run id) to the lab's ``session-events.log``:
 ``bringup-start``/``bringup-end`` by the process that brought the lab up, ``attach``
 by each other process, ``detach`` when a worker is done, ``teardown-start``/``-end``
-(or ``keep-up``) by the owner: the proof that bring-up and teardown ran once per run.
+(or ``keep-up``) by the owner: the proof that bring-up and teardown ran once per run. Progress
+(bring-up and teardown starting and ending, with elapsed time) is INFO of ``vdpalab.session``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,11 @@ from filelock import FileLock
 from vdpalab.config import Lab
 from vdpalab.hosts.factory import HostPool
 from vdpalab.layers.base import LayerOutcome, LayerStatus, outcome_from_dict, outcome_to_dict
+from vdpalab.logs import AppendFileHandler, own_logger, seconds
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
+
+EVENTS_FORMAT = "%(created).6f pid=%(process)d run=%(run_id)s %(message)s"
 
 
 def state_dir_of(lab: Lab) -> Path:
@@ -95,6 +100,16 @@ class SessionRecord:
         )
 
 
+def _summary(record: SessionRecord) -> str:
+    """``6 up, 3 skipped`` (or the infrastructure error) for the bring-up's last progress line."""
+    if record.infra_error:
+        return f"lab unusable ({record.infra_error})"
+    counts: dict[str, int] = {}
+    for outcome in record.outcomes.values():
+        counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "no layers"
+
+
 class LabSession:
     """Bring-up once per run, attach everywhere else, tear down once."""
 
@@ -105,17 +120,17 @@ class LabSession:
         run_id: str,
         keep_up: bool = False,
         assume_up: bool = False,
-        log: Log | None = None,
     ) -> None:
         self.lab = lab
         self.run_id = run_id
         self.keep_up = keep_up
         self.assume_up = assume_up
-        self.log: Log = log or (lambda message: None)
         self.state_dir = state_dir_of(lab)
         self.hosts = HostPool(lab)
         self.record: SessionRecord | None = None
         self.events_log = self.state_dir / "session-events.log"
+        self.events = own_logger(log, lab.lab.name)
+        self.events.addHandler(AppendFileHandler(self.events_log, EVENTS_FORMAT))
 
     # --- files ---
     @property
@@ -127,10 +142,8 @@ class LabSession:
         return FileLock(str(self.state_dir / "session.lock"))
 
     def _event(self, what: str) -> None:
-        """Append to the lab's own log: the proof that bring-up and teardown ran once."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self.events_log.open("a") as fh:
-            fh.write(f"{time.time():.6f} pid={os.getpid()} run={self.run_id} {what}\n")
+        """A line in the lab's own log: the proof that bring-up and teardown ran once."""
+        self.events.debug("%s", what, extra={"run_id": self.run_id})
 
     def load_record(self) -> SessionRecord | None:
         """This run's record as written by whichever process brought the lab up (None when it never came up)."""
@@ -162,21 +175,25 @@ class LabSession:
                 self.record = existing
                 return existing
             record = SessionRecord(run_id=self.run_id, owner_pid=os.getpid(), started=time.time())
+            name = self.lab.lab.name
             self._event("bringup-start")
+            log.info("lab %s: bring-up started (run %s)", name, self.run_id)
+            started = time.monotonic()
             try:
                 self._infra_up()
             except Exception as exc:  # the whole lab is unusable: every test skips with this reason
                 record.infra_error = f"{type(exc).__name__}: {exc}"
-                self.log(f"lab {self.lab.lab.name}: infrastructure failed: {record.infra_error}")
+                log.error("lab %s: infrastructure failed: %s", name, record.infra_error)
             if not record.infra_error:
                 record.log_marker = self._take_marker()
                 try:
                     record.outcomes, record.versions = self._layers_up()
                 except Exception as exc:  # recorded, not raised: the other processes must not retry it
                     record.infra_error = f"bring-up raised {type(exc).__name__}: {exc}"
-                    self.log(f"lab {self.lab.lab.name}: {record.infra_error}")
+                    log.error("lab %s: %s", name, record.infra_error)
             self._write_record(record)
             self._event("bringup-end")
+            log.info("lab %s: bring-up ended in %s: %s", name, seconds(time.monotonic() - started), _summary(record))
             self.record = record
             return record
 
@@ -185,7 +202,7 @@ class LabSession:
             return
         from vdpalab.emulated import control
 
-        control.infra_up(self.lab, log=self.log)
+        control.infra_up(self.lab)
 
     def _take_marker(self) -> dict[str, Any] | None:
         """Where the host's kernel log stands before the guests start (the vDPA evidence reads after it)."""
@@ -194,7 +211,7 @@ class LabSession:
         try:
             return take_marker(self.hosts["host"]).to_dict()
         except Exception as exc:
-            self.log(f"lab {self.lab.lab.name}: no kernel-log marker: {exc}")
+            log.warning("lab %s: no kernel-log marker: %s", self.lab.lab.name, exc)
             return None
 
     def _down(self, record: SessionRecord) -> list[str]:
@@ -206,7 +223,7 @@ class LabSession:
         if self.lab.emulated is not None:
             from vdpalab.emulated import control
 
-            control.lab_down(self.lab, log=self.log)  # logs what it did; raises LabStateError on problems
+            control.lab_down(self.lab)  # logs what it did; raises LabStateError on problems
             return []
         if record.infra_error:
             return []
@@ -224,8 +241,6 @@ class LabSession:
         bringup = BringUp(self.lab, self.hosts, self.state_dir)
         outcomes = bringup.up(assume_up=self.assume_up)
         versions = dict(getattr(bringup, "versions", {}) or {})
-        for name, outcome in outcomes.items():
-            self.log(f"lab {self.lab.lab.name}: layer {name}: {outcome.status.value} {outcome.reason}".rstrip())
         return dict(outcomes), versions
 
     def require(self, *layers: str) -> None:
@@ -258,10 +273,14 @@ class LabSession:
             record = self._read_record()
             if record is None or record.run_id != self.run_id or record.torn_down:
                 return
+            name = self.lab.lab.name
             if self.keep_up:
                 self._event("keep-up")
+                log.info("lab %s: left up (--keep-up)", name)
                 return
             self._event("teardown-start")
+            log.info("lab %s: teardown started", name)
+            started = time.monotonic()
             errors: list[str] = []
             try:
                 errors = self._down(record)
@@ -270,5 +289,8 @@ class LabSession:
             record.torn_down = True
             self._write_record(record)
             self._event("teardown-end" + (f" errors={errors}" if errors else ""))
+            elapsed = seconds(time.monotonic() - started)
             if errors:
-                self.log(f"lab {self.lab.lab.name}: teardown problems: {'; '.join(errors)}")
+                log.error("lab %s: teardown finished in %s with problems: %s", name, elapsed, "; ".join(errors))
+            else:
+                log.info("lab %s: teardown done in %s", name, elapsed)

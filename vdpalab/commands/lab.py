@@ -15,8 +15,9 @@ import sys
 import time
 from typing import Any
 
-from vdpalab.config import load_lab
+from vdpalab.config import Lab, load_lab
 from vdpalab.errors import LabStateError
+from vdpalab.logs import console_logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = actions.add_parser(name, help=helptext, description=helptext)
         sub.add_argument("--lab", default="lab.toml", metavar="FILE", help="lab file (default: lab.toml)")
         sub.add_argument("--json", action="store_true", help="print a JSON document instead of text")
+        sub.add_argument(
+            "-v", "--verbose", action="count", default=0, help="more progress on stderr (-v details, -vv every command)"
+        )
         if name == "up":
             sub.add_argument(
                 "--infra-only", action="store_true", help="build the infrastructure only, no bring-up layers"
@@ -52,19 +56,19 @@ def _print(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from vdpalab.emulated import control
-
     lab = load_lab(args.lab)
     if lab.emulated is None:
         raise LabStateError(f"{args.lab}: lab {lab.lab.name!r} is a hardware lab; `vdpalab lab` drives emulated labs")
+    with console_logging(getattr(args, "verbose", 0), quiet=args.json):
+        return _run(args, lab)
 
-    def log(message: str) -> None:
-        if not args.json:
-            print(message, file=sys.stderr)
+
+def _run(args: argparse.Namespace, lab: Lab) -> int:
+    from vdpalab.emulated import control
 
     t0 = time.monotonic()
     if args.action == "up":
-        with control.lab_up(lab, log=log, layers=not args.infra_only) as handle:
+        with control.lab_up(lab, layers=not args.infra_only) as handle:
             elapsed = time.monotonic() - t0
             outcomes = {name: o.status.value for name, o in handle.outcomes.items()}
             reasons = {name: o.reason for name, o in handle.outcomes.items() if o.reason}

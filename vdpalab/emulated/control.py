@@ -14,8 +14,9 @@ infrastructure is damaged (a daemon was killed), it is repaired first so the lay
 from __future__ import annotations
 
 import importlib
+import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,12 +26,9 @@ from typing import Any, Protocol
 from vdpalab.config import Lab
 from vdpalab.errors import LabStateError
 from vdpalab.hosts.factory import HostPool
+from vdpalab.logs import seconds
 
-Log = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    return None
+log = logging.getLogger(__name__)
 
 
 class Builder(Protocol):
@@ -54,7 +52,7 @@ BUILDERS: dict[str, str] = {
 }
 
 
-def builder_for(lab: Lab, log: Log | None = None) -> Builder:
+def builder_for(lab: Lab) -> Builder:
     """The infrastructure builder of an emulated lab; LabStateError for a hardware lab or an unknown flavour."""
     if lab.emulated is None:
         raise LabStateError(f"lab {lab.lab.name!r} is a hardware lab: there is no infrastructure to build")
@@ -66,7 +64,7 @@ def builder_for(lab: Lab, log: Log | None = None) -> Builder:
         )
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(lab, log=log)  # type: ignore[no-any-return]
+    return cls(lab)  # type: ignore[no-any-return]
 
 
 def state_dir(lab: Lab) -> Path:
@@ -151,34 +149,33 @@ class LabHandle:
         self.close()
 
 
-def infra_up(lab: Lab, *, log: Log | None = None) -> Any:
+def infra_up(lab: Lab) -> Any:
     """Build (or repair) the infrastructure only; returns the builder's report."""
-    return builder_for(lab, log).up()
+    return builder_for(lab).up()
 
 
-def infra_down(lab: Lab, *, log: Log | None = None) -> list[str]:
+def infra_down(lab: Lab) -> list[str]:
     """Remove the infrastructure only (after the layers went down); returns what was removed."""
-    return builder_for(lab, log).down()
+    return builder_for(lab).down()
 
 
-def lab_up(lab: Lab, *, log: Log | None = None, layers: bool = True, assume_up: bool = False) -> LabHandle:
+def lab_up(lab: Lab, *, layers: bool = True, assume_up: bool = False) -> LabHandle:
     """Infrastructure, then the bring-up layers over SSH. The caller closes the handle's hosts."""
-    say = log or _quiet
-    builder = builder_for(lab, log)
+    builder = builder_for(lab)
     timings: dict[str, float] = {}
     with builder.lock():
         t0 = time.monotonic()
         build = builder.up()
         timings["infra_s"] = time.monotonic() - t0
-        if getattr(build, "changed", None):
-            say(f"lab {lab.lab.name}: infrastructure: {len(build.changed)} change(s)")
+        if not getattr(build, "changed", None):
+            log.info("lab %s: infrastructure already up (probed in %s)", lab.lab.name, seconds(timings["infra_s"]))
         hosts = HostPool(lab)
         handle = LabHandle(lab, builder, hosts, build, timings=timings)
         if layers:
             bringup = _bringup(lab, hosts)
             if bringup is None:
                 handle.bringup_available = False
-                say(f"lab {lab.lab.name}: vdpalab.bringup is not installed: infrastructure only")
+                log.warning("lab %s: vdpalab.bringup is not installed: infrastructure only", lab.lab.name)
             else:
                 t1 = time.monotonic()
                 try:
@@ -192,13 +189,14 @@ def lab_up(lab: Lab, *, log: Log | None = None, layers: bool = True, assume_up: 
     return handle
 
 
-def lab_down(lab: Lab, *, log: Log | None = None) -> list[str]:
+def lab_down(lab: Lab) -> list[str]:
     """Layers down (from their journals), then the infrastructure; works on a half-built lab too.
 
     Returns what was done; raises LabStateError only after everything that could be cleaned was.
     """
-    say = log or _quiet
-    builder = builder_for(lab, log)
+    builder = builder_for(lab)
+    log.info("lab %s: going down", lab.lab.name)
+    started = time.monotonic()
     done: list[str] = []
     errors: list[str] = []
     with builder.lock():
@@ -227,7 +225,8 @@ def lab_down(lab: Lab, *, log: Log | None = None) -> list[str]:
                 hosts.close()
         done += builder.down()
     for line in done:
-        say(f"lab {lab.lab.name}: {line}")
+        log.debug("lab %s: %s", lab.lab.name, line)
+    log.info("lab %s: down in %s (%d steps)", lab.lab.name, seconds(time.monotonic() - started), len(done))
     if errors:
         raise LabStateError(f"lab {lab.lab.name}: down finished with problems: {'; '.join(errors)}")
     return done

@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import lzma
 import os
 import re
@@ -34,8 +35,8 @@ import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vdpalab.errors import LabStateError
@@ -65,7 +66,7 @@ SKIPPED_APPLETS = frozenset({"ping", "ping6", "ip", "sh"})
 SUPPORTED_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
 HOST_KEY_GUEST_PATH = "etc/dropbear/dropbear_ed25519_host_key"
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class GuestImage:
     kernel_package: str
     kernel_version: str
     modules: tuple[str, ...]
+    built_now: bool = field(default=False, compare=False)  # this call built it (False: found in the cache)
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,6 @@ def build_guest_image(
     cache_dir: Path,
     *,
     pubkey: str,
-    log: Log = print,
     kernel_package: str | None = None,
     refresh_kernel: bool = False,
     force: bool = False,
@@ -143,7 +144,7 @@ def build_guest_image(
     pubkey = _check_pubkey(pubkey)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _locked(cache_dir / ".lock"):
-        kpkg = _kernel_package(cache_dir, kernel_package, refresh_kernel, log)
+        kpkg = _kernel_package(cache_dir, kernel_package, refresh_kernel)
         key_hash = _input_hash(kpkg, pubkey)
         image_dir = cache_dir / "images" / key_hash[:20]
         manifest = image_dir / "manifest.json"
@@ -152,10 +153,11 @@ def build_guest_image(
             if image is not None and image.key_hash == key_hash:
                 return image
         started = time.monotonic()
-        kernel_dir = _prepare_kernel(cache_dir, kpkg, log)
-        image = _build_image(cache_dir, image_dir, kernel_dir, kpkg, pubkey, key_hash, log)
-        log(f"guest image {key_hash[:12]} built in {time.monotonic() - started:.1f} s: {image.initrd}")
-        return image
+        log.info("guest image %s: building (kernel %s %s)", key_hash[:12], kpkg.name, kpkg.version)
+        kernel_dir = _prepare_kernel(cache_dir, kpkg)
+        image = _build_image(cache_dir, image_dir, kernel_dir, kpkg, pubkey, key_hash)
+        log.info("guest image %s built in %.1f s: %s", key_hash[:12], time.monotonic() - started, image.initrd)
+        return replace(image, built_now=True)
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -192,7 +194,7 @@ def _run(cmd: list[str], *, what: str, cwd: Path | None = None, timeout: float =
     return proc.stdout
 
 
-def _kernel_package(cache_dir: Path, pinned: str | None, refresh: bool, log: Log) -> _KernelPackage:
+def _kernel_package(cache_dir: Path, pinned: str | None, refresh: bool) -> _KernelPackage:
     """Resolve the kernel package name and version; remembered in ``kernel-package.json`` (apt-cache is slow)."""
     memo = cache_dir / "kernel-package.json"
     if not refresh and memo.is_file():
@@ -215,7 +217,7 @@ def _kernel_package(cache_dir: Path, pinned: str | None, refresh: bool, log: Log
         raise LabStateError(f"guest image: no installable candidate for {name} (run apt-get update?)")
     kpkg = _KernelPackage(name, m.group(1))
     memo.write_text(json.dumps({"name": kpkg.name, "version": kpkg.version}) + "\n")
-    log(f"guest image: kernel package {kpkg.name} {kpkg.version}")
+    log.info("guest image: kernel package %s %s", kpkg.name, kpkg.version)
     return kpkg
 
 
@@ -237,12 +239,12 @@ def _input_hash(kpkg: _KernelPackage, pubkey: str) -> str:
 # ----------------------------------------------------------------------------------------------- kernel
 
 
-def _prepare_kernel(cache_dir: Path, kpkg: _KernelPackage, log: Log) -> Path:
+def _prepare_kernel(cache_dir: Path, kpkg: _KernelPackage) -> Path:
     """Download and unpack the kernel package once; keep only vmlinuz and the guest's modules (decompressed)."""
     kernel_dir = cache_dir / "kernels" / f"{kpkg.name}_{kpkg.version}"
     if (kernel_dir / "kernel.json").is_file():
         return kernel_dir
-    deb = _download_deb(cache_dir, kpkg, log)
+    deb = _download_deb(cache_dir, kpkg)
     work = Path(tempfile.mkdtemp(prefix="kernel-", dir=cache_dir))
     try:
         tree = work / "tree"
@@ -265,13 +267,13 @@ def _prepare_kernel(cache_dir: Path, kpkg: _KernelPackage, log: Log) -> Path:
         kernel_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(kernel_dir, ignore_errors=True)
         os.rename(out, kernel_dir)
-        log(f"guest image: kernel {release}, modules {' '.join(order)}")
+        log.debug("guest image: kernel %s, modules %s", release, " ".join(order))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return kernel_dir
 
 
-def _download_deb(cache_dir: Path, kpkg: _KernelPackage, log: Log) -> Path:
+def _download_deb(cache_dir: Path, kpkg: _KernelPackage) -> Path:
     debs = cache_dir / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     arch_version = kpkg.version.replace(":", "%3a")
@@ -281,7 +283,7 @@ def _download_deb(cache_dir: Path, kpkg: _KernelPackage, log: Log) -> Path:
     work = Path(tempfile.mkdtemp(prefix="download-", dir=debs))
     try:
         os.chmod(work, 0o755)  # apt's _apt sandbox user must be able to write here
-        log(f"guest image: apt-get download {kpkg.name}={kpkg.version}")
+        log.info("guest image: apt-get download %s=%s", kpkg.name, kpkg.version)
         _run(["apt-get", "download", f"{kpkg.name}={kpkg.version}"], cwd=work, what="downloading the kernel")
         got = sorted(work.glob("*.deb"))
         if not got:
@@ -531,7 +533,7 @@ def _dropbear_host_key(work: Path) -> tuple[bytes, str]:
 
 
 def build_initramfs(
-    kernel_dir: Path, pubkey: str, host_key: bytes, modules: list[str], log: Log = print
+    kernel_dir: Path, pubkey: str, host_key: bytes, modules: list[str]
 ) -> tuple[bytes, list[str]]:
     """The gzip-compressed initramfs and the list of its paths (for the manifest)."""
     cpio = _Cpio()
@@ -567,7 +569,7 @@ def build_initramfs(
     cpio.file("root/.ssh/authorized_keys", (pubkey + "\n").encode(), 0o600)
     paths = sorted(cpio._seen)
     raw = cpio.finish()
-    log(f"guest image: initramfs {len(paths)} entries, {len(raw) / 1e6:.1f} MB before gzip")
+    log.debug("guest image: initramfs %d entries, %.1f MB before gzip", len(paths), len(raw) / 1e6)
     return gzip.compress(raw, compresslevel=6, mtime=0), paths
 
 
@@ -578,14 +580,13 @@ def _build_image(
     kpkg: _KernelPackage,
     pubkey: str,
     key_hash: str,
-    log: Log,
 ) -> GuestImage:
     kinfo = json.loads((kernel_dir / "kernel.json").read_text())
     modules = list(kinfo["modules"])
     work = Path(tempfile.mkdtemp(prefix="image-", dir=cache_dir))
     try:
         host_key, host_pub = _dropbear_host_key(work)
-        initrd, paths = build_initramfs(kernel_dir, pubkey, host_key, modules, log)
+        initrd, paths = build_initramfs(kernel_dir, pubkey, host_key, modules)
         out = work / "out"
         out.mkdir()
         shutil.copy2(kernel_dir / "vmlinuz", out / "vmlinuz")

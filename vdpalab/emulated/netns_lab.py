@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ from vdpalab.emulated.daemons import (
 from vdpalab.emulated.ovs import OvsDirs, PrivateOvs
 from vdpalab.errors import LabStateError
 from vdpalab.hosts.netns import call_in_netns, connect_tcp
+from vdpalab.logs import seconds
 
 HOST_ROLE = "host"
 RECORD = "lab.json"
@@ -67,15 +69,11 @@ NETNS_RUN_DIR = "/run/netns"  # where named namespaces are bind-mounted (/var/ru
 # lab is kept in one place for all labs (and removed with the mount).
 RUN_NETNS_NOTE = Path("/run/vdpalab-netns-mount.json")
 
-Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 # sshd processes started by this process (any EmulatedLab instance): polled after a down so that
 # none stays a zombie of ours for the rest of a long test session
 _CHILDREN: list[subprocess.Popen[bytes]] = []
-
-
-def _quiet(message: str) -> None:
-    return None
 
 
 # ---- the layout: every name, path and link the lab owns, derived from lab.toml ------------------
@@ -271,10 +269,9 @@ class BuildReport:
 class EmulatedLab:
     """Build, probe and remove one emulated netns lab (root only)."""
 
-    def __init__(self, lab: Lab, log: Log | None = None) -> None:
+    def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.layout = lab_layout(lab)
-        self.log = log or _quiet
         self.ovs = PrivateOvs(self.layout.host_netns, self.layout.ovs, self.layout.marker)
         self._lock: FileLock | None = None
 
@@ -362,7 +359,9 @@ class EmulatedLab:
             if probe.ok:
                 report.duration_s = time.monotonic() - t0
                 return report
-            self.log(f"emulated lab {self.layout.name}: building ({len(probe.problems)} things missing)")
+            log.info("emulated lab %s: building (%d things missing)", self.layout.name, len(probe.problems))
+            for problem in probe.problems:
+                log.debug("emulated lab %s: missing: %s", self.layout.name, problem)
             try:
                 self._write_record()
                 report.changed += self._ensure_keys()
@@ -386,6 +385,10 @@ class EmulatedLab:
                 )
             report.probe = after
         report.duration_s = time.monotonic() - t0
+        log.info("emulated lab %s: infrastructure built in %s (%d changes)", self.layout.name,
+                 seconds(report.duration_s), len(report.changed))
+        for change in report.changed:
+            log.debug("emulated lab %s: %s", self.layout.name, change)
         return report
 
     def _write_record(self) -> None:

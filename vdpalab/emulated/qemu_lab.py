@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +59,6 @@ RECORD = "qemu-lab.json"
 OVS_CTL = "ovs-ctl"
 DPDK_START_TIMEOUT_S = 60.0
 DEFAULT_FILE_PREFIX = "rte"  # EAL's prefix when dpdk-extra has none
-
-Log = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    return None
-
 
 def _host_only(lab: Lab) -> Lab:
     """The lab as the netns builder sees it: the host part only (no guest namespaces, no guest sshd)."""
@@ -103,10 +95,10 @@ def guest_runtime_files(lab: Lab, guest: GuestSettings) -> dict[str, Path]:
 class QemuLab(EmulatedLab):
     """Build, probe and remove one emulated-qemu lab (root only); the guests are left to the guests layer."""
 
-    def __init__(self, lab: Lab, log: Log | None = None) -> None:
+    def __init__(self, lab: Lab) -> None:
         if lab.lab.kind != "emulated" or lab.emulated is None or lab.emulated.flavour != "qemu":
             raise LabStateError(f"lab {lab.lab.name!r}: the qemu builder builds emulated labs of flavour 'qemu'")
-        super().__init__(_host_only(lab), log=log)
+        super().__init__(_host_only(lab))
         self.full_lab = lab
         lay = self.layout
         self.vswitchd_binary = lab.ovs.vswitchd_binary or ""
@@ -264,9 +256,8 @@ class QemuLab(EmulatedLab):
 
         changed: list[str] = []
         pubkey = " ".join((self.layout.client_key.parent / f"{self.layout.client_key.name}.pub").read_text().split())
-        built: list[str] = []
-        image = build_guest_image(self.image_cache, pubkey=pubkey, log=lambda m: built.append(m) or self.log(m))
-        if built:
+        image = build_guest_image(self.image_cache, pubkey=pubkey)
+        if image.built_now:
             changed.append(f"built the guest image {image.key_hash[:12]} in {self.image_cache}")
         for path, field in self.managed_boot_files.items():
             target = image.kernel if field == "kernel" else image.initrd

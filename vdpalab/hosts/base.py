@@ -6,15 +6,18 @@ runs locally, over SSH or against a recorded script is the backend's business.
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
+from vdpalab.logs import own_logger
+
+log = logging.getLogger(__name__)
 
 Command = str | Sequence[str]
 
@@ -62,12 +65,17 @@ _SECRET_PATTERNS = [
 ]
 
 
-class CommandHistory:
-    """Thread-safe log of what ran on a host, for reports and failure diagnostics."""
+class CommandHistory(logging.Handler):
+    """What ran on a host, for reports and failure diagnostics: a log handler on the host's own logger.
+
+    ``Host.run`` logs every command as a DEBUG record carrying a ``HistoryEntry`` (``command_entry``);
+    this handler keeps the last ``limit`` of them. The records also propagate to ``vdpalab.hosts.base``
+    (``--log-file``, ``--log-cli-level=DEBUG``).
+    """
 
     def __init__(self, limit: int = 5000) -> None:
+        super().__init__(logging.DEBUG)
         self._entries: list[HistoryEntry] = []
-        self._lock = threading.Lock()
         self._limit = limit
         self._secrets: set[str] = set()
 
@@ -82,18 +90,20 @@ class CommandHistory:
             text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
         return text
 
-    def append(self, host: str, command: str, rc: int | None, started: float, duration: float, outcome: str) -> None:
-        entry = HistoryEntry(host, self.redact(command), rc, started, duration, outcome)
-        with self._lock:
-            self._entries.append(entry)
-            if len(self._entries) > self._limit:
-                del self._entries[: len(self._entries) - self._limit]
+    def emit(self, record: logging.LogRecord) -> None:
+        entry = getattr(record, "command_entry", None)
+        if not isinstance(entry, HistoryEntry):
+            return
+        self._entries.append(entry)  # handle() holds the handler's lock
+        if len(self._entries) > self._limit:
+            del self._entries[: len(self._entries) - self._limit]
 
     def entries(self, since: float | None = None) -> list[HistoryEntry]:
-        with self._lock:
-            if since is None:
-                return list(self._entries)
-            return [e for e in self._entries if e.started >= since]
+        self.acquire()
+        try:
+            return [e for e in self._entries if since is None or e.started >= since]
+        finally:
+            self.release()
 
 
 @dataclass
@@ -130,6 +140,8 @@ class Host(ABC):
         self.default_timeout = default_timeout
         self.sudo_all = sudo  # every command as if run(sudo=True)
         self.history = CommandHistory()
+        self.log = own_logger(log, name)
+        self.log.addHandler(self.history)
 
     def run(
         self,
@@ -155,9 +167,9 @@ class Host(ABC):
         try:
             result = self._run(command, limit, stdin)
         except Exception as exc:  # record every outcome, then re-raise
-            self.history.append(self.name, command, None, started, time.time() - started, _outcome(exc))
+            self._logged(command, None, started, time.time() - started, _outcome(exc))
             raise
-        self.history.append(self.name, command, result.rc, started, result.duration, "ok" if result.ok else "failed")
+        self._logged(command, result.rc, started, result.duration, "ok" if result.ok else "failed")
         if check and not result.ok:
             # the message ends up in logs and reports: never with a secret in it
             shown = replace(
@@ -168,6 +180,18 @@ class Host(ABC):
             )
             raise CommandFailed(shown)
         return result
+
+    def _logged(self, command: str, rc: int | None, started: float, duration: float, outcome: str) -> None:
+        """One DEBUG record per command; the host's ``history`` handler keeps it."""
+        entry = HistoryEntry(self.name, self.history.redact(command), rc, started, duration, outcome)
+        self.log.debug(
+            "%s: %s -> %s (%.3f s)",
+            self.name,
+            entry.command,
+            rc if outcome in ("ok", "failed") else outcome,
+            duration,
+            extra={"command_entry": entry},
+        )
 
     def shown(self, command: str) -> str:
         """The command as it may appear in a message or a log (secrets redacted)."""
