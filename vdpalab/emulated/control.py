@@ -195,7 +195,7 @@ def lab_down(lab: Lab) -> list[str]:
     Returns what was done; raises LabStateError only after everything that could be cleaned was.
     """
     builder = builder_for(lab)
-    log.info("lab %s: going down", lab.lab.name)
+    log.debug("lab %s: going down", lab.lab.name)
     started = time.monotonic()
     done: list[str] = []
     errors: list[str] = []
