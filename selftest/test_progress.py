@@ -94,7 +94,7 @@ def test_a_hosts_command_history_is_a_log_handler(caplog: pytest.LogCaptureFixtu
         other.run("true")
     assert [(e.command, e.outcome) for e in host.history.entries()] == [("uname -r", "ok"), ("false", "failed")]
     assert [e.command for e in other.history.entries()] == ["true"]
-    assert host.history in host.log.handlers
+    assert host.history in host.command_log.handlers
     records = [r for r in caplog.records if hasattr(r, "command_entry")]
     assert [r.getMessage().split(" (")[0] for r in records] == ["h1: uname -r -> 0", "h1: false -> 1", "h1: true -> 0"]
     assert {r.name for r in records} == {"vdpalab.hosts.base.h1"}

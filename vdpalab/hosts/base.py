@@ -140,8 +140,8 @@ class Host(ABC):
         self.default_timeout = default_timeout
         self.sudo_all = sudo  # every command as if run(sudo=True)
         self.history = CommandHistory()
-        self.log = own_logger(log, name)
-        self.log.addHandler(self.history)
+        self.command_log = own_logger(log, name)
+        self.command_log.addHandler(self.history)
 
     def run(
         self,
@@ -184,7 +184,7 @@ class Host(ABC):
     def _logged(self, command: str, rc: int | None, started: float, duration: float, outcome: str) -> None:
         """One DEBUG record per command; the host's ``history`` handler keeps it."""
         entry = HistoryEntry(self.name, self.history.redact(command), rc, started, duration, outcome)
-        self.log.debug(
+        self.command_log.debug(
             "%s: %s -> %s (%.3f s)",
             self.name,
             entry.command,
