@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import select
 import shlex
-import signal
 import socket
 import threading
 import time
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import Literal
 
 import paramiko
-from paramiko.common import MSG_CHANNEL_REQUEST
 
 from vdpalab.errors import CommandTimeout, HostUnreachable
 from vdpalab.hosts.base import CommandResult, Host
+from vdpalab.hosts.exit_signal import TRANSPORT
 from vdpalab.hosts.netns import connect_tcp
 
 HostKeyPolicy = Literal["strict", "accept-new", "ignore"]
@@ -87,38 +86,6 @@ class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
 class _IgnorePolicy(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         return None
-
-
-def _handle_channel_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
-    """Paramiko ignores sshd's ``exit-signal``; turn it into the shell's 128+N exit status."""
-    start = m.packet.tell()
-    try:
-        key = m.get_text()
-        if key == "exit-signal":
-            m.get_boolean()  # want_reply: always false for exit-signal
-            name = m.get_text()
-            number = signal.Signals[f"SIG{name}"].value if f"SIG{name}" in signal.Signals.__members__ else 0
-            chan.exit_status = 128 + number if number else 255
-            chan.status_event.set()
-            return
-    except Exception:  # a message we do not understand: paramiko's own handler decides
-        pass
-    m.packet.seek(start)
-    paramiko.Channel._handle_request(chan, m)
-
-
-_PARAMIKO_TABLE = getattr(paramiko.Transport, "_channel_handler_table", None)
-
-
-class _Transport(paramiko.Transport):
-    """A Transport whose channels also understand ``exit-signal`` (private paramiko table: if a
-    future paramiko drops it, this is a plain Transport and signal deaths report rc -1)."""
-
-    if isinstance(_PARAMIKO_TABLE, dict):
-        _channel_handler_table = {
-            **_PARAMIKO_TABLE,
-            MSG_CHANNEL_REQUEST: _handle_channel_request,
-        }
 
 
 def _decode(data: bytes | bytearray) -> str:
@@ -283,7 +250,7 @@ class SSHHost(Host):
                     channel_timeout=remaining,
                     allow_agent=not (self.key_file or password),
                     look_for_keys=not (self.key_file or password),
-                    transport_factory=_Transport,
+                    transport_factory=TRANSPORT,
                 )
             except (paramiko.BadHostKeyException, _HostKeyRejected) as exc:
                 client.close()
@@ -382,7 +349,7 @@ class SSHHost(Host):
         """Shell text sent to sshd: print the session's pgid, then run ``command`` under sh.
 
         ``exec`` saves a fork per command; a command killed by a signal then
-        reaches us as sshd's exit-signal, which ``_Transport`` maps to 128+N.
+        reaches us as sshd's exit-signal, which ``exit_signal.TRANSPORT`` maps to 128+N.
         """
         return f"echo {_MARKER.decode()}$$; exec sh -c {shlex.quote(command)}"
 
@@ -429,9 +396,9 @@ class SSHHost(Host):
                         raise HostUnreachable(self.name, self.shown(command), f"cannot start the command: {exc}")
                     return self._exec(chan, command, timeout, deadline, stdin, started, t0)
                 finally:
-                    chan.close()
                     if serial is not None:
-                        _wait_closed(chan, _CLOSE_WAIT)
+                        _await_server_close(chan, _CLOSE_WAIT)
+                    chan.close()
             raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
         finally:
             if serial is not None:
@@ -583,15 +550,16 @@ class SSHHost(Host):
                 raise HostUnreachable(self.name, f"get {remote_path}", f"SFTP failed: {exc}")
 
 
-def _wait_closed(chan: paramiko.Channel, timeout: float) -> None:
-    """Wait until the server has closed ``chan`` too (paramiko unlinks it then), or the transport is gone."""
+def _await_server_close(chan: paramiko.Channel, timeout: float) -> None:
+    """Wait until the server has closed ``chan`` (paramiko answers its CLOSE and marks the channel closed).
+
+    After a command's exit status the server sends EOF and CLOSE; on dropbear the next channel may
+    open only after that (mkj/dropbear#321). A channel we closed ourselves (a timeout) is not
+    waited for: if dropbear then drops the connection, the next command reconnects once.
+    """
     transport = chan.get_transport()
-    channels = getattr(transport, "_channels", None)
-    if channels is None:  # a paramiko without the private map: give the server a moment instead
-        time.sleep(0.02)
-        return
     deadline = time.monotonic() + timeout
-    while transport.is_active() and channels.get(chan.get_id()) is chan and time.monotonic() < deadline:
+    while not chan.closed and transport.is_active() and time.monotonic() < deadline:
         time.sleep(0.001)
 
 

@@ -382,3 +382,64 @@ def _start(
             break
     where = f" in netns {netns}" if netns else ""
     raise LabStateError(f"sshd on {address}{where} exited at start: {last_error.strip()}")
+
+
+DROPBEAR = "/usr/sbin/dropbear"
+
+
+def start_dropbear(*, address: str = "127.0.0.1", startup_timeout: float = 10.0) -> SshdServer:
+    """Start a private dropbear (the small guest images' server, mkj/dropbear#321 included) on loopback.
+
+    Root only: dropbear reads ``~/.ssh/authorized_keys`` and has no option to look elsewhere, so it
+    runs in a private mount namespace with a clean temporary home bind-mounted over root's.
+    """
+    if not os.path.exists(DROPBEAR) or shutil.which("dropbearkey") is None:
+        raise LabStateError(f"{DROPBEAR} or dropbearkey not found (install dropbear-bin)")
+    if os.geteuid() != 0:
+        raise LabStateError("a private dropbear needs root (a private mount namespace for its home)")
+    work = Path(tempfile.mkdtemp(prefix="vdpalab-dropbear-"))
+    try:
+        host_key = work / "dropbear_ed25519_host_key"
+        subprocess.run(["dropbearkey", "-t", "ed25519", "-f", str(host_key)], check=True, capture_output=True)
+        public = subprocess.run(["dropbearkey", "-y", "-f", str(host_key)], check=True, capture_output=True, text=True)
+        host_public_key = next(" ".join(line.split()[:2]) for line in public.stdout.splitlines()
+                               if line.startswith("ssh-"))
+        client_key = work / "client_ed25519"
+        _keygen(client_key, "vdpalab-dropbear-client")
+        home = work / "home"
+        (home / ".ssh").mkdir(parents=True, mode=0o700)
+        home.chmod(0o700)
+        keys = home / ".ssh" / "authorized_keys"
+        keys.write_text((work / "client_ed25519.pub").read_text())
+        keys.chmod(0o600)
+        port = free_tcp_port(address)
+        log_path = work / "dropbear.log"
+        real_home = pwd.getpwuid(os.getuid()).pw_dir
+        script = (f"mount --bind {shlex.quote(str(home))} {shlex.quote(real_home)} && exec {DROPBEAR} -F -E -s -m "
+                  f"-r {shlex.quote(str(host_key))} -p {address}:{port} -P {shlex.quote(str(work / 'pid'))}")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+            )
+        server = SshdServer(
+            address=address, port=port, pid=proc.pid, workdir=work, client_key=client_key,
+            known_hosts=work / "known_hosts", host_public_key=host_public_key, netns=None, log_path=log_path,
+            owns_workdir=True, proc=proc,
+        )
+        server.known_hosts.write_text(f"[{address}]:{port} {host_public_key}\n")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    from vdpalab.hosts.netns import connect_tcp
+
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            connect_tcp(address, port, 0.5).close()
+            return server
+        except OSError:
+            time.sleep(0.02)
+    tail = server.log_tail()
+    server.stop()
+    raise LabStateError(f"dropbear on {address}:{port} did not start: {tail}")
