@@ -5,5 +5,6 @@ pytest_plugins = [
     "fixtures.lab_session",
     "fixtures.progress",
     "fixtures.recording",
+    "fixtures.summary",
     "fixtures.xdist_support",
 ]

@@ -298,6 +298,10 @@ class Thresholds(Model):
 class ReportSettings(Model):
     dir: str = "reports"
     history_url: str = "sqlite:///reports/history.sqlite"
+    # How far a metric may move between two runs and still be "within noise" when there are no
+    # trials to measure the spread from (percent of the baseline; compare, summary and report).
+    default_noise_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
+    noise_pct: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(default_factory=dict)
 
 
 class EmulatedSettings(Model):

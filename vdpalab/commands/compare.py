@@ -1,6 +1,8 @@
-"""``vdpalab compare RUN_A RUN_B``: every shared metric with Δ and Δ%, plus a chart.
+"""``vdpalab compare RUN_A RUN_B``: what changed in the lab, then every shared metric with Δ and Δ%, plus a chart.
 
-RUN_A is the reference. Runs are named by id, unique prefix, ``latest`` or ``latest~N``.
+RUN_A is the reference. A difference is better/worse only beyond the measurement's noise
+(trial spread, else ``[reports] noise_pct`` of ``--lab-file``, else 5%): "within noise" otherwise.
+Runs are named by id, unique prefix, ``latest`` or ``latest~N``.
 With ``--tolerance 'throughput_gbps:5%,ping_rtt_avg_ms:10%'`` the command judges B against
 A like ``pytest --baseline`` does and exits 1 when a metric is worse than tolerated.
 """
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from vdpalab.config import load_lab
+from vdpalab.history.change import DEFAULT_NOISE_PCT
 from vdpalab.history.compare import compare_runs, format_comparison
 from vdpalab.history.store import HistoryStore
 from vdpalab.reports.charts import compare_chart
@@ -33,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports/compare", metavar="DIR", help="where the chart and CSV go")
     p.add_argument("--lab", default=None, metavar="GLOB", help="only these labs")
     p.add_argument("--metric", default=None, metavar="GLOB", help="only these metrics")
+    p.add_argument("--lab-file", default=None, metavar="TOML",
+                   help="take the per-metric noise tolerances from this lab file's [reports] noise_pct / "
+                        "default_noise_pct (default: 5%%)")
     p.add_argument("--tolerance", default=None, metavar="SPEC",
                    help="judge B against A: 'metric:5%%,other:0.2' (relative or absolute, direction-aware)")
     p.set_defaults(handler=run)
@@ -44,8 +51,14 @@ def _slug(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     tolerances = parse_baseline_spec(args.tolerance)
+    noise: dict[str, float] = {}
+    default_noise = DEFAULT_NOISE_PCT
+    if args.lab_file:
+        settings = load_lab(args.lab_file).reports
+        noise, default_noise = dict(settings.noise_pct), settings.default_noise_pct
     with HistoryStore(args.db, create=False) as store:
-        cmp = compare_runs(store, args.run_a, args.run_b, lab=args.lab, metric=args.metric, tolerances=tolerances)
+        cmp = compare_runs(store, args.run_a, args.run_b, lab=args.lab, metric=args.metric, tolerances=tolerances,
+                           noise_pct=noise, default_noise_pct=default_noise)
     print(format_comparison(cmp))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

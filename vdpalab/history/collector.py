@@ -207,7 +207,8 @@ class RunCollector:
                 self.store_errors.append(f"reload: {type(exc).__name__}: {exc}")
         return self.run
 
-    def write_reports(self, run: RunRecord | None = None, out_dir: str | os.PathLike[str] | None = None) -> Any:
+    def write_reports(self, run: RunRecord | None = None, out_dir: str | os.PathLike[str] | None = None, *,
+                      context: Any = None) -> Any:
         """Write ``<out_dir>/<run-id>/`` (CSV, HTML, JUnit, metadata) and update ``<out_dir>/latest``."""
         from vdpalab.reports import write_reports
 
@@ -215,7 +216,7 @@ class RunCollector:
         if target is None:
             raise RuntimeError("RunCollector: no reports directory")
         return write_reports(run or self.run, target, store_errors=self.store_errors,
-                             history_url=self.store.url if self.store is not None else None)
+                             history_url=self.store.url if self.store is not None else None, context=context)
 
     def close(self) -> None:
         if self.store is not None:

@@ -12,8 +12,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vdpalab.results import RunRecord, check_run_id
+
+if TYPE_CHECKING:
+    from vdpalab.reports.view import ReportContext
 
 LATEST = "latest"
 
@@ -80,6 +84,7 @@ def write_reports(
     update_latest_link: bool = True,
     store_errors: Sequence[str] = (),
     history_url: str | None = None,
+    context: ReportContext | None = None,
 ) -> ReportPaths:
     """Write every report of ``run`` into ``<out_dir>/<run-id>/`` and move ``<out_dir>/latest``."""
     from vdpalab.history.store import display_url
@@ -97,7 +102,8 @@ def write_reports(
     csv_path = _atomic_write(run_dir / "results.csv", lambda p: write_results_csv(run, p))
     verdicts_path = _atomic_write(run_dir / "verdicts.csv", lambda p: write_verdicts_csv(run, p))
     html_path = _atomic_write(run_dir / "report.html",
-                              lambda p: write_html(run, p, store_errors=store_errors, history_url=shown_url))
+                              lambda p: write_html(run, p, store_errors=store_errors, history_url=shown_url,
+                                                     context=context))
     junit_path = _atomic_write(run_dir / "junit.xml", lambda p: write_junit(run, p))
     meta_path = _atomic_write(run_dir / "metadata.json", lambda p: write_metadata(
         run, p, files=files, store_errors=store_errors, history_url=shown_url))

@@ -169,25 +169,54 @@ def samples_chart(results: Sequence[Result], *, title: str | None = None) -> byt
     return to_png(fig)
 
 
+def wrap_label(text: str, width: int = 56) -> str:
+    """Wrap a long label on ``·`` boundaries (then on spaces) instead of cutting it: nothing is lost."""
+    import textwrap
+
+    lines: list[str] = []
+    for part in text.split(" · "):
+        piece = (" · " if lines else "") + part
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines.extend(textwrap.wrap(part, width, break_on_hyphens=False) or [""])
+    return "\n".join(lines)
+
+
 def compare_chart(rows: Sequence[dict[str, Any]], run_a: str, run_b: str) -> bytes:
-    """Δ% per shared metric between two runs; green where B is better, red where worse."""
+    """Δ% per shared metric between two runs; green where B is better, red where worse, grey within noise.
+
+    Labels lead with the metric and are wrapped, never cut, so two bars of one test stay apart.
+    """
     items = [r for r in rows if r.get("delta_pct") is not None and not math.isnan(r["delta_pct"])]
-    height = 1.4 + 0.28 * max(len(items), 1)
-    fig = _figure(8.0, min(height, 14.0))
+    labels = [wrap_label(r["label"]) for r in items]
+    lines = [label.count("\n") + 1 for label in labels]
+    height = 1.3 + 0.15 * sum(lines) + 0.1 * len(items)
+    fig = _figure(9.0, min(max(height, 2.2), 40.0))
     ax = fig.add_subplot()
     _style(ax)
     if not items:
         ax.text(0.5, 0.5, "no shared metrics with a non-zero baseline", ha="center", va="center",
                 transform=ax.transAxes, color=COLORS["neutral"])
     else:
-        ypos = list(range(len(items)))[::-1]
+        # one slot per label line, so a wrapped label never overlaps its neighbour
+        ypos, y = [], 0.0
+        for n in reversed(lines):
+            ypos.append(y + (n - 1) * 0.5 * 0.4)
+            y += n * 0.4 + 0.3
+        ypos.reverse()
         colors = [COLORS["pass"] if r["change"] == "better" else COLORS["fail"] if r["change"] == "worse"
                   else COLORS["neutral"] for r in items]
-        ax.barh(ypos, [r["delta_pct"] for r in items], color=colors, height=0.6)
-        ax.set_yticks(ypos, [_short(r["label"], 60) for r in items], fontsize=7)
+        ax.barh(ypos, [r["delta_pct"] for r in items], color=colors, height=0.34)
+        ax.set_yticks(ypos, labels, fontsize=7.5)
+        for yv, r in zip(ypos, items, strict=True):
+            ax.annotate(f"{r['delta_pct']:+.1f}% {r['change']}", (r["delta_pct"], yv),
+                        xytext=(4 if r["delta_pct"] >= 0 else -4, 0), textcoords="offset points", va="center",
+                        ha="left" if r["delta_pct"] >= 0 else "right", fontsize=6.5, color="#24292f")
+        ax.set_ylim(-0.6, y)
         ax.axvline(0, color="#24292f", linewidth=0.8)
-        ax.set_xlabel("Δ% (B vs A)", fontsize=8)
-        ax.margins(x=0.12)
+        ax.set_xlabel("Δ% (B vs A); grey: within noise", fontsize=8)
+        ax.margins(x=0.3)
     ax.set_title(f"A = {run_a}\nB = {run_b}", fontsize=8, loc="left")
     return to_png(fig)
 
