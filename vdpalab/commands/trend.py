@@ -7,7 +7,6 @@ selected series is a regression (jumpavg, as FD.io CSIT), 0 otherwise, 2 on erro
 from __future__ import annotations
 
 import argparse
-import html
 import math
 import sys
 import time
@@ -23,7 +22,6 @@ from vdpalab.history.trend import (
     parse_since,
     trend_frame,
 )
-from vdpalab.results import iso
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -128,41 +126,18 @@ def format_summary(trends: list[SeriesTrend], *, verbose: bool = False) -> str:
 
 
 def write_outputs(trends: list[SeriesTrend], out: Path, *, filters: str = "", window: int = DEFAULT_WINDOW) -> None:
-    """trend.csv (one row per series), anomalies.csv, overview.png and index.html into ``out``."""
+    """trend.csv (one row per series), anomalies.csv, overview.png and index.html into ``out``.
+
+    index.html leads with the regressions and progressions of the last 1, 7 and 130 days (as FD.io
+    CSIT's trending pages do), each linked to its series' chart; run reports link to it.
+    """
     from vdpalab.reports.charts import overview_chart
 
     out.mkdir(parents=True, exist_ok=True)
     trend_frame(trends).to_csv(out / "trend.csv", index=False)
     anomalies_frame(trends).to_csv(out / "anomalies.csv", index=False)
     (out / "overview.png").write_bytes(overview_chart(trends))
-    e = html.escape
-    rows = []
-    for t in sorted(trends, key=lambda t: (not t.regressed, not t.anomalies, t.label)):
-        color = "#cf222e" if t.regressed else "#1a7f37" if t.last_status == "progression" else "#59636e"
-        chart = f'<a href="{e(t.chart)}">chart</a>' if t.chart else ""
-        last = t.groups[-1] if t.groups else None
-        rows.append(
-            f"<tr><td style='color:{color};font-weight:600'>{e(t.last_status)}</td><td>{e(t.lab)}</td>"
-            f"<td>{e(t.metric)}</td><td><code>{e(t.test_id)}</code></td><td>{e(t.params_text)}</td>"
-            f"<td>{len(t.points)}</td><td>{len(t.anomalies)}</td><td>{_fmt(last.avg) if last else ''} {e(t.unit)}"
-            f"</td><td>{chart}</td></tr>")
-    charts = "".join(
-        f'<figure><img loading="lazy" src="{e(t.chart)}" alt="{e(t.label)}"><figcaption>{e(t.label)}</figcaption>'
-        "</figure>" for t in trends if t.chart and t.anomalies)
-    n_reg = sum(t.regressed for t in trends)
-    page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>vdpa-lab trend</title>
-<style>body{{font:14px/1.45 system-ui,sans-serif;margin:24px 32px;color:#1f2328}}
-table{{border-collapse:collapse;width:100%;font-size:13px}}td,th{{border-bottom:1px solid #d1d9e0;padding:4px 8px;
-text-align:left}}th{{background:#f6f8fa}}img{{max-width:100%}}figure{{margin:10px 0}}
-figcaption{{font-size:12px;color:#59636e}}code{{font-size:12px}}</style></head><body>
-<h1>vdpa-lab trend</h1>
-<p>{len(trends)} series{(' (' + e(filters) + ')') if filters else ''}, classified over the newest
-{window or 'all'} points each with jumpavg; generated {e(iso(time.time()))}.
-<b style="color:{'#cf222e' if n_reg else '#1a7f37'}">{n_reg} series regressed in their newest group.</b></p>
-<img src="overview.png" alt="overview of every series">
-<h2>Series</h2><table><thead><tr><th>newest group</th><th>lab</th><th>metric</th><th>test</th><th>params</th>
-<th>points</th><th>anomalies</th><th>newest avg</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>
-<h2>Charts of series with anomalies</h2>{charts or '<p>none</p>'}
-</body></html>
-"""
+    from vdpalab.reports.html import render_trend_page
+
+    page = render_trend_page(trends, filters=filters, window=window)
     (out / "index.html").write_text(page, encoding="utf-8")

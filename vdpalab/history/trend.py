@@ -341,6 +341,24 @@ def analyze(
     return [done[t.key] for t in items]
 
 
+#: The periods of FD.io CSIT's trending tables: regressions and progressions in the last 1, 7 and 130 days.
+PERIODS_DAYS: tuple[int, ...] = (1, 7, 130)
+
+
+def anomalies_in_period(trends: Sequence[SeriesTrend], days: float,
+                        now: float | None = None) -> list[tuple[SeriesTrend, Anomaly]]:
+    """Every regression/progression whose group starts in the last ``days`` days, newest first.
+
+    ``now`` defaults to the newest run in the series, so an old history reads the same later.
+    """
+    if now is None:
+        now = max((p.started for t in trends for p in t.points), default=0.0)
+    since = now - days * 86400.0
+    found = [(t, a) for t in trends for a in t.anomalies if a.started >= since and a.kind != "change"]
+    found.sort(key=lambda ta: (ta[1].kind != "regression", -ta[1].started, ta[0].label))
+    return found
+
+
 def trend_frame(trends: Sequence[SeriesTrend]) -> pd.DataFrame:
     rows = []
     for t in trends:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 from markupsafe import Markup
@@ -33,6 +34,10 @@ from vdpalab.reports.view import (
     verdict_text,
 )
 from vdpalab.results import Result, RunRecord, iso
+from vdpalab.testids import check_name, param_id
+
+if TYPE_CHECKING:
+    from vdpalab.history.trend import SeriesTrend
 
 MAX_CHECK_CHARTS = 24
 MAX_COMMAND_ROWS = 5000
@@ -199,6 +204,34 @@ def change_class(kind: str) -> str:
 def anchor(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text)[:120]
 
+
+
+def render_trend_page(trends: Sequence[SeriesTrend], *, filters: str = "", window: int = 0) -> str:
+    """``reports/trend/index.html``: regressions/progressions of the last 1, 7, 130 days, then every series."""
+    from vdpalab.history.trend import PERIODS_DAYS, anomalies_in_period
+
+    def ident(t: SeriesTrend) -> dict[str, object]:
+        test = check_name(t.test_id) + (f"[{pid}]" if (pid := param_id(t.test_id, t.lab)) else "")
+        return {"metric": t.metric, "test": test, "lab": t.lab, "params": t.params_text, "unit": t.unit,
+                "chart": t.chart, "anchor": anchor(f"s-{t.lab}-{t.test_id}-{t.metric}-{t.params_key}"),
+                "label": t.label}
+
+    newest = max((p.started for t in trends for p in t.points), default=time.time())
+    periods = []
+    for days in PERIODS_DAYS:
+        rows = []
+        for t, a in anomalies_in_period(trends, days, now=newest):
+            rows.append({**ident(t), "kind": a.kind, "before": a.before, "after": a.after,
+                         "after_failed": math.isnan(a.after), "delta_pct": a.delta_pct, "run_id": a.run_id,
+                         "env": t.points[a.index].env})
+        periods.append({"days": days, "since": newest - days * 86400.0, "rows": rows})
+    ordered = sorted(trends, key=lambda t: (not t.regressed, not t.anomalies, t.label))
+    rows = [{**ident(t), "status": t.last_status, "points": len(t.points), "anomalies": len(t.anomalies),
+             "avg": t.groups[-1].avg if t.groups else math.nan} for t in ordered]
+    regressed = [ident(t) for t in ordered if t.regressed]
+    return environment().get_template("trend.html.j2").render(
+        trends=trends, rows=rows, periods=periods, regressed=regressed, n_regressed=len(regressed),
+        newest=newest, window=window, filters=filters, generated=iso(time.time()), version=__version__)
 
 
 def write_html(run: RunRecord, path: str | os.PathLike[str], **kwargs: object) -> Path:
