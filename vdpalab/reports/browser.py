@@ -178,7 +178,8 @@ def inspect_page(html: str | os.PathLike[str], *, selector: str = "#headline", w
 
     cmd = [binary, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}",
            f"--window-size={width},{height}", "about:blank"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(3, 4),
+    # close_fds=False: only inheritable fds survive exec (PEP 446), i.e. stdio and the two dup2'ed pipe ends
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=False,
                             preexec_fn=child_fds, env={**os.environ, "HOME": profile}, start_new_session=True)
     os.close(to_r)
     os.close(from_w)

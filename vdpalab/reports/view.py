@@ -55,19 +55,22 @@ class HeadlineSpec:
 
     key: str
     title: str
-    metric: str
+    metrics: tuple[str, ...]  # the suite's name first, then the name the lab file's thresholds use
     check: str | None  # None: any test that records the metric (ndr_pps, pdr_pps)
     agg: Literal["max", "mean"]
     note: str
 
 
 HEADLINES: tuple[HeadlineSpec, ...] = (
-    HeadlineSpec("ping_loss", "Flood ping loss", "loss_pct", "test_flood_ping", "max", "worst of"),
-    HeadlineSpec("ping_rtt", "Flood ping rtt (avg)", "rtt_avg_ms", "test_flood_ping", "mean", "mean of"),
-    HeadlineSpec("tcp", "TCP throughput", "throughput_gbps", "test_tcp_throughput", "mean", "mean of"),
-    HeadlineSpec("udp", "UDP throughput", "throughput_gbps", "test_udp_loss", "mean", "mean of"),
-    HeadlineSpec("ndr", "NDR", "ndr_pps", None, "mean", "mean of"),
-    HeadlineSpec("pdr", "PDR", "pdr_pps", None, "mean", "mean of"),
+    HeadlineSpec("ping_loss", "Flood ping loss", ("loss_pct", "ping_loss_pct"), "test_flood_ping", "max", "worst of"),
+    HeadlineSpec("ping_rtt", "Flood ping rtt (avg)", ("rtt_avg_ms", "ping_rtt_avg_ms"), "test_flood_ping", "mean",
+                 "mean of"),
+    HeadlineSpec("tcp", "TCP throughput", ("throughput_gbps", "tcp_throughput_gbps"), "test_tcp_throughput", "mean",
+                 "mean of"),
+    HeadlineSpec("udp", "UDP throughput", ("throughput_gbps", "udp_throughput_gbps"), "test_udp_loss", "mean",
+                 "mean of"),
+    HeadlineSpec("ndr", "NDR", ("ndr_pps",), None, "mean", "mean of"),
+    HeadlineSpec("pdr", "PDR", ("pdr_pps",), None, "mean", "mean of"),
 )
 
 
@@ -79,7 +82,7 @@ def _agg(values: Sequence[float], how: str) -> float:
 
 
 def _headline_results(results: Sequence[Result], spec: HeadlineSpec, lab: str) -> list[Result]:
-    return [r for r in results if r.lab == lab and r.name == spec.metric
+    return [r for r in results if r.lab == lab and r.name in spec.metrics
             and (spec.check is None or check_name(r.test_id) == spec.check)]
 
 
@@ -190,9 +193,11 @@ def _sparks(store: HistoryStore, lab: str, run: RunRecord) -> dict[tuple[str, st
     runs = runs.drop_duplicates("run_id").tail(SPARK_RUNS)
     out: dict[tuple[str, str], list[SparkPoint]] = {}
     for spec in HEADLINES:
-        frame = store.results_frame(lab=lab, metric=spec.metric, run_ids=list(runs["run_id"]))
-        if frame.empty:
+        frames = [store.results_frame(lab=lab, metric=m, run_ids=list(runs["run_id"])) for m in spec.metrics]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
             continue
+        frame = frames[0]
         if spec.check is not None:
             frame = frame[frame["test_id"].map(check_name) == spec.check]
         points = []
@@ -422,14 +427,14 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
             value, sets, unit, better = headline_value(results, spec, lab)
             if sets == 0:
                 continue
-            change = classify_change(spec.metric, None, value, better)
+            change = classify_change(spec.metrics[0], None, value, better)
             if base:  # compared on the parameter sets both runs measured, else the change means nothing
                 common = ({(r.test_id, r.params_key) for r in _headline_results(results, spec, lab)}
                           & {(r.test_id, r.params_key) for r in _headline_results(base.results, spec, lab)})
                 if common:
                     base_value = headline_value(base.results, spec, lab, only=common)[0]
                     new_value = headline_value(results, spec, lab, only=common)[0]
-                    change = classify_change(spec.metric, base_value, new_value, better,
+                    change = classify_change(spec.metrics[0], base_value, new_value, better,
                                              tolerances_pct=tolerances, default_pct=default_pct)
             behind = [o.outcome for o in outcomes if spec.check is None or check_name(o.test_id) == spec.check]
             worst = min(behind, key=lambda x: OUTCOME_ORDER[x]) if behind else "passed"
