@@ -3,9 +3,9 @@
 One arrangement feeds the terminal summary, report.html and (for the change classification)
 ``vdpalab compare``, so the three never disagree about a number, a verdict or a change:
 
-* ``ReportContext``: what the history adds to a run: the baseline run per lab (the newest
-  earlier run of the lab in which nothing failed) and the headline figures over the lab's
-  last ``SPARK_RUNS`` runs.
+* ``ReportContext``: what the history adds to a run: the baseline run per lab (the one
+  ``pick_baseline`` chooses: explicit, pinned, or the last good run) and the headline figures
+  over the lab's last ``SPARK_RUNS`` runs.
 * ``build_view(run, context)``: checks (one per test id) with their figures, verdicts and
   changes against the baseline, failures first; the headline figures per lab.
 """
@@ -132,25 +132,9 @@ class ReportContext:
         return self.noise_pct.get(lab, {}), self.default_noise_pct.get(lab, DEFAULT_NOISE_PCT)
 
 
-def last_good_run(store: HistoryStore, lab: str, before: str) -> str | None:
-    """The newest earlier complete run of ``lab`` in which no test of that lab failed or errored.
-
-    A run that itself regressed is never a baseline, so a slow drift cannot ratchet the
-    reference down night after night.
-    """
-    runs = store.runs_frame(lab=lab)
-    if runs.empty:
-        return None
-    current = runs[runs["run_id"] == before]
-    if not current.empty:
-        runs = runs[(runs["started"] <= float(current.iloc[0]["started"])) & (runs["run_id"] != before)]
-    runs = runs[runs["status"] == "complete"]
-    if runs.empty:
-        return None
-    outs = store.outcomes_frame(lab=lab)
-    bad = set(outs[outs["outcome"].isin(["failed", "error"])]["run_id"]) if not outs.empty else set()
-    good = runs[~runs["run_id"].isin(bad)]
-    return None if good.empty else str(good.iloc[-1]["run_id"])
+#: pick_baseline's reasons, as the report and the summary say them.
+HOW = {"explicit": "chosen run (--baseline-run)", "pinned": "pinned run", "last-good": "last good run",
+       "last-good's baseline": "baseline of the last good run"}
 
 
 def build_context(
@@ -167,16 +151,18 @@ def build_context(
                         default_noise_pct=dict(default_noise_pct or {}), trend_href=trend_href)
     if store is None:
         return ctx
+    from vdpalab.history.baseline import pick_baseline
+
     for lab in run.labs:
-        base_id = baseline_run or last_good_run(store, lab, run.run_id)
-        if base_id and base_id != run.run_id:
+        choice = pick_baseline(store, lab, before=run.run_id, explicit=baseline_run)
+        if choice.run_id and choice.run_id != run.run_id:
             try:
-                base = store.load_run(base_id)
+                base = store.load_run(choice.run_id)
             except Exception:  # a baseline that vanished is "no baseline", not a broken report
                 base = None
             if base is not None:
                 fp = base.fingerprints.get(lab)
-                ctx.baselines[lab] = Baseline(lab, base_id, "chosen run" if baseline_run else "last good run",
+                ctx.baselines[lab] = Baseline(lab, choice.run_id, HOW.get(choice.how, choice.how),
                                               tuple(r for r in base.results if r.lab == lab),
                                               dict(fp.components) if fp else {})
         ctx.sparks.update(_sparks(store, lab, run))
@@ -461,7 +447,7 @@ def verdict_text(v: Verdict) -> str:
 
 __all__ = [
     "HEADLINES", "Baseline", "CheckView", "FigureView", "HeadlineSpec", "HeadlineView", "LabView", "ReportContext",
-    "RunView", "StatusFigure", "build_context", "build_view", "check_name", "fmt_value", "last_good_run",
+    "RunView", "StatusFigure", "build_context", "build_view", "check_name", "fmt_value",
     "param_id", "verdict_text",
 ]
 
