@@ -1,4 +1,6 @@
-"""Per-command cost of SSHHost's reused connection versus one OpenSSH process per command.
+"""Per-command cost of SSHHost's reused connection versus OpenSSH: one process per command, and the
+fair anchor, OpenSSH's own connection reuse (ControlMaster: each `ssh` process is a new channel on
+one master connection, as SSHHost's commands are).
 
 Runs against a private sshd on 127.0.0.1 (vdpalab.testing.sshd), so it needs
 root and openssh-server. Usage: ``.venv/bin/python benchmarks/bench_ssh.py``.
@@ -9,12 +11,14 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vdpalab.results import percentile
 from vdpalab.testing.sshd import start_sshd
 
 REUSED_ITERATIONS = 200
@@ -24,13 +28,20 @@ TARGET_MEDIAN_MS = 5.0
 TARGET_RATIO = 20.0
 
 
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+def _timed(argv: list[str], iterations: int) -> list[float]:
+    # no pipes: a ControlPersist master forked by the first client would hold them open
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run(argv, check=True, **quiet)  # warm up (and start the master, if any)
+    samples = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, **quiet)
+        samples.append(time.perf_counter() - t0)
+    return samples
 
 
 def bench_ssh() -> list[tuple[str, float, str]]:
-    """Return ``(metric, value, unit)`` rows: median/p95 per command for both ways, and their ratio."""
+    """Return ``(metric, value, unit)`` rows: median/p95 per command for the three ways, and the ratios."""
     with start_sshd() as server:
         with server.host("bench", command_timeout=30) as host:
             for _ in range(10):  # connect and warm up
@@ -55,22 +66,27 @@ def bench_ssh() -> list[tuple[str, float, str]]:
             "-o",
             "LogLevel=ERROR",
             f"{server.user}@{server.address}",
-            "true",
         ]
-        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)  # warm up
-        per_process = []
-        for _ in range(PROCESS_ITERATIONS):
-            t0 = time.perf_counter()
-            subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
-            per_process.append(time.perf_counter() - t0)
+        per_process = _timed([*argv, "true"], PROCESS_ITERATIONS)
+        with tempfile.TemporaryDirectory(prefix="vdpalab-cm-") as cm_dir:
+            control = ["-o", f"ControlPath={cm_dir}/cm", "-o", "ControlMaster=auto", "-o", "ControlPersist=60"]
+            try:
+                controlled = _timed([*argv[:-1], *control, argv[-1], "true"], REUSED_ITERATIONS)
+            finally:  # the master goes with the run (by its control socket, not by name)
+                subprocess.run([*argv[:-1], *control, "-O", "exit", argv[-1]], capture_output=True, check=False,
+                               timeout=30)
     reused_median = statistics.median(reused) * 1000
     process_median = statistics.median(per_process) * 1000
+    controlled_median = statistics.median(controlled) * 1000
     return [
         ("sshhost_reused_median", reused_median, "ms"),
-        ("sshhost_reused_p95", _percentile(reused, 0.95) * 1000, "ms"),
+        ("sshhost_reused_p95", percentile(reused, 95) * 1000, "ms"),
+        ("ssh_controlmaster_median", controlled_median, "ms"),
+        ("ssh_controlmaster_p95", percentile(controlled, 95) * 1000, "ms"),
         ("ssh_process_median", process_median, "ms"),
-        ("ssh_process_p95", _percentile(per_process, 0.95) * 1000, "ms"),
+        ("ssh_process_p95", percentile(per_process, 95) * 1000, "ms"),
         ("speedup_median", process_median / reused_median, "x"),
+        ("speedup_vs_controlmaster", controlled_median / reused_median, "x"),
     ]
 
 
@@ -79,7 +95,8 @@ def main() -> int:
     values = {name: value for name, value, _ in rows}
     print(
         f"per-command time for `true` ({REUSED_ITERATIONS} commands on one SSHHost connection, "
-        f"{PROCESS_ITERATIONS} OpenSSH client processes)"
+        f"{REUSED_ITERATIONS} OpenSSH clients on one ControlMaster connection, "
+        f"{PROCESS_ITERATIONS} OpenSSH client processes each with its own connection)"
     )
     for name, value, unit in rows:
         print(f"  {name:24s} {value:9.2f} {unit}")

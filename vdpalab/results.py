@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+import numpy as np
+
 from vdpalab.errors import VdpaLabError
 
 Better = Literal["higher", "lower"]
@@ -93,16 +95,11 @@ def check_run_id(run_id: str) -> str:
 # --------------------------------------------------------------------------- measure
 
 
-def _percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Linear-interpolated percentile of already sorted values (numpy's default method)."""
-    if not sorted_values:
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Linear-interpolated percentile (numpy's default method); NaN for no values."""
+    if not len(values):
         return math.nan
-    k = (len(sorted_values) - 1) * pct / 100.0
-    lo = math.floor(k)
-    hi = math.ceil(k)
-    if lo == hi:
-        return float(sorted_values[lo])
-    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo))
+    return float(np.percentile(values, pct))
 
 
 STATS: dict[str, Callable[[Sequence[float]], float]] = {
@@ -113,8 +110,8 @@ STATS: dict[str, Callable[[Sequence[float]], float]] = {
     "stdev": lambda s: float(statistics.pstdev(s)) if len(s) > 1 else 0.0,
     "sum": lambda s: float(math.fsum(s)),
     "last": lambda s: float(s[-1]) if s else math.nan,
-    "p90": lambda s: _percentile(sorted(s), 90),
-    "p99": lambda s: _percentile(sorted(s), 99),
+    "p90": lambda s: percentile(s, 90),
+    "p99": lambda s: percentile(s, 99),
 }
 
 
@@ -259,8 +256,8 @@ class Result:
             "max": ordered[-1],
             "mean": float(statistics.fmean(ordered)),
             "stdev": float(statistics.pstdev(ordered)) if len(ordered) > 1 else 0.0,
-            "p50": _percentile(ordered, 50),
-            "p99": _percentile(ordered, 99),
+            "p50": percentile(ordered, 50),
+            "p99": percentile(ordered, 99),
         }
 
     def with_(self, **changes: Any) -> Result:
