@@ -9,40 +9,23 @@ emulated lab reaches sshd inside its namespaces.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import socket
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-CLONE_NEWNET = 0x40000000
+from pyroute2 import netns as pr_netns
+
 NETNS_RUN_DIR = "/var/run/netns"
 
 T = TypeVar("T")
-
-_libc: ctypes.CDLL | None = None
-
-
-def _setns(fd: int, nstype: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if _libc.setns(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
 
 def netns_path(name: str) -> str:
     """Where iproute2 keeps the namespace handle; a path is accepted as is."""
     if "/" in name:
         return name
     return os.path.join(NETNS_RUN_DIR, name)
-
-
-def netns_exists(name: str) -> bool:
-    return os.path.exists(netns_path(name))
 
 
 def call_in_netns(name: str, func: Callable[[], T], timeout: float | None = None) -> T:
@@ -58,7 +41,7 @@ def call_in_netns(name: str, func: Callable[[], T], timeout: float | None = None
 
     def worker() -> None:
         try:
-            _setns(fd, CLONE_NEWNET)
+            pr_netns.setns(fd, flags=0)  # this thread only; the fd stays ours to close
             box["value"] = func()
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
