@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from vdpalab.errors import ParseError
@@ -54,6 +55,44 @@ _ELISION_RE = re.compile(r"^\s*(?:\.{3,}|…|\[\.\.\.\]|<snip>|\[snip\]|<\.\.\.>
 def is_elision(line: str) -> bool:
     """A line a person put where lines were cut from a paste ('...', '[...]', '<snip>')."""
     return bool(_ELISION_RE.match(line))
+
+
+def is_noise(line: str) -> bool:
+    """A line a person added to a paste, never the tool's: an elision or a shell prompt."""
+    return is_elision(line) or bool(PROMPT_RE.match(line)) or line.lstrip().startswith("$ ")
+
+
+class Keeper:
+    """Collects the lines a parser does not understand, with their numbers.
+
+    ``with keep.line(n, text): ...`` runs one line's parsing; a ParseError there keeps the line in
+    ``unparsed`` instead. When the text ends mid-line (no final newline) and the failing line is the
+    last one, it stays an error: the paste is cut where a value must follow.
+    """
+
+    def __init__(self, lines: list[tuple[int, str]], text: str) -> None:
+        self.last = lines[-1][0] if lines else 0
+        self.cut = not normalize(text).rstrip(" \t").endswith("\n")
+        self.unparsed: list[Unparsed] = []
+
+    @contextmanager
+    def line(self, line_no: int, line: str) -> Iterator[None]:
+        try:
+            yield
+        except ParseError:
+            if self.cut and line_no == self.last and not is_noise(line):
+                raise
+            self.unparsed.append(Unparsed(line_no, line))
+
+    def keep(self, line_no: int, line: str) -> None:
+        self.unparsed.append(Unparsed(line_no, line))
+
+
+def nothing_understood(kind: str, found: Any, keep: Keeper) -> None:
+    """A text of which no line was understood is not this tool's output: ParseError at its first line."""
+    if not found and keep.unparsed:
+        first = keep.unparsed[0]
+        raise ParseError(kind, "no line of this text is this tool's output", first.line, first.text)
 
 
 def normalize(text: str) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vdpalab.errors import ParseError
 from vdpalab.parsers._common import (
+    Keeper,
+    Unparsed,
     content_lines,
     expect_type,
     json_bool,
@@ -35,6 +37,7 @@ class Eswitch:
     encap: bool | None
     encap_raw: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _MODES = {"legacy", "switchdev", "switchdev_inactive"}
@@ -89,13 +92,17 @@ def parse_devlink_eswitch(text: str) -> Eswitch:
             joined[-1] = (joined[-1][0], joined[-1][1].rstrip()[:-1] + " " + line.strip())
         else:
             joined.append((line_no, line.strip()))
-    if len(joined) != 1:
-        raise ParseError(kind, "expected one 'DEV: mode ...' line", joined[1][0], joined[1][1])
-    line_no, line = joined[0]
+    found = [(n, ln) for n, ln in joined if _ESW_LINE.match(ln)]
+    if not found:
+        raise ParseError(kind, "expected 'DEV: mode ... inline-mode ... encap...'", *joined[0])
+    if len(found) > 1:
+        raise ParseError(kind, "expected one 'DEV: mode ...' line", *found[1])
+    line_no, line = found[0]
     m = _ESW_LINE.match(line)
-    if not m:
-        raise ParseError(kind, "expected 'DEV: mode ... inline-mode ... encap...'", line_no, line)
-    return _esw_from(kind, m.group("dev"), _pairs(kind, m.group("rest").split(), line_no, line), line_no, line)
+    assert m is not None
+    esw = _esw_from(kind, m.group("dev"), _pairs(kind, m.group("rest").split(), line_no, line), line_no, line)
+    end = next((n for n, _ in joined if n > line_no), lines[-1][0] + 1)  # its ' \' continuations
+    return replace(esw, unparsed=[Unparsed(n, ln) for n, ln in lines if not line_no <= n < end])
 
 
 # ----------------------------------------------------------------------------------------- port
@@ -121,6 +128,7 @@ class DevlinkPort:
 @dataclass(frozen=True)
 class DevlinkPorts:
     ports: list[DevlinkPort]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _INT_KEYS = {"controller", "pfnum", "vfnum", "sfnum", "port", "lanes"}
@@ -173,27 +181,31 @@ def parse_devlink_port(text: str) -> DevlinkPorts:
     result: list[DevlinkPort] = []
     pending: tuple[str, dict[str, str], dict[str, str], int, str] | None = None
     in_function = False
+    keep = Keeper(lines, text)
     for line_no, line in lines:
-        if m := _PORT_LINE.match(line):
-            if pending:
-                result.append(_port_from(kind, *pending))
-            pending = (m.group("port"), _pairs(kind, m.group("rest").split(), line_no, line), {}, line_no, line)
-            in_function = False
-            continue
-        if pending is None or not line[:1].isspace():
-            raise ParseError(kind, "expected 'DEV/INDEX: type ...'", line_no, line)
-        s = line.strip()
-        if s == "function:":
-            in_function = True
-            continue
-        if not in_function:
-            raise ParseError(kind, "unexpected detail line", line_no, line)
-        pending[2].update(_pairs(kind, s.split(), line_no, line))
+        with keep.line(line_no, line):
+            if m := _PORT_LINE.match(line):
+                if pending:
+                    result.append(_port_from(kind, *pending))
+                pending = (m.group("port"), _pairs(kind, m.group("rest").split(), line_no, line), {}, line_no, line)
+                in_function = False
+                continue
+            if pending is None or not line[:1].isspace():
+                raise ParseError(kind, "expected 'DEV/INDEX: type ...'", line_no, line)
+            s = line.strip()
+            if s == "function:":
+                in_function = True
+                continue
+            if not in_function:
+                raise ParseError(kind, "unexpected detail line", line_no, line)
+            pending[2].update(_pairs(kind, s.split(), line_no, line))
     if pending:
         if pending[2] == {} and in_function:
             raise ParseError(kind, "'function:' block without attributes (output cut?)", pending[3], pending[4])
         result.append(_port_from(kind, *pending))
-    return DevlinkPorts(ports=result)
+    if not result:
+        raise ParseError(kind, "no 'DEV/INDEX: type ...' line", *lines[0])
+    return DevlinkPorts(ports=result, unparsed=keep.unparsed)
 
 
 # ----------------------------------------------------------------------------------------- info
@@ -210,6 +222,7 @@ class DevInfo:
 @dataclass(frozen=True)
 class DevlinkInfo:
     devices: dict[str, DevInfo]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 def parse_devlink_info(text: str) -> DevlinkInfo:
@@ -235,36 +248,41 @@ def parse_devlink_info(text: str) -> DevlinkInfo:
     devs_raw: dict[str, dict[str, Any]] = {}
     cur: dict[str, Any] | None = None
     section: str | None = None
+    keep = Keeper(lines, text)
     for line_no, line in lines:
-        if not line[:1].isspace():
-            m = re.match(rf"^({_DEV}):$", line.strip())
-            if not m:
-                raise ParseError(kind, "expected 'DEV:'", line_no, line)
-            cur = {"driver": None, "serial_number": None, "board.serial_number": None,
-                   "fixed": {}, "running": {}, "stored": {}}
-            devs_raw[m.group(1)] = cur
-            section = None
-            continue
-        if cur is None:
-            raise ParseError(kind, "detail before any device", line_no, line)
-        s = line.strip()
-        if s == "versions:":
-            section = "versions"
-            continue
-        if s in ("fixed:", "running:", "stored:"):
-            if section is None:
-                raise ParseError(kind, f"{s} outside 'versions:'", line_no, line)
-            section = s[:-1]
-            continue
-        key, sep, value = s.partition(" ")
-        if not sep or not value.strip():
-            raise ParseError(kind, f"{key!r} without a value (output cut?)", line_no, line)
-        if section in ("fixed", "running", "stored"):
-            cur[section][key] = value.strip()
-        elif key in ("driver", "serial_number", "board.serial_number"):
-            cur[key] = value.strip()
-        else:
-            raise ParseError(kind, f"unexpected key {key!r}", line_no, line)
+        with keep.line(line_no, line):
+            if not line[:1].isspace():
+                m = re.match(rf"^({_DEV}):$", line.strip())
+                if not m:
+                    raise ParseError(kind, "expected 'DEV:'", line_no, line)
+                cur = {"driver": None, "serial_number": None, "board.serial_number": None,
+                       "fixed": {}, "running": {}, "stored": {}}
+                devs_raw[m.group(1)] = cur
+                section = None
+                continue
+            if cur is None:
+                raise ParseError(kind, "detail before any device", line_no, line)
+            s = line.strip()
+            if s == "versions:":
+                section = "versions"
+                continue
+            if s in ("fixed:", "running:", "stored:"):
+                if section is None:
+                    raise ParseError(kind, f"{s} outside 'versions:'", line_no, line)
+                section = s[:-1]
+                continue
+            key, sep, value = s.partition(" ")
+            if not sep or not value.strip():
+                raise ParseError(kind, f"{key!r} without a value (output cut?)", line_no, line)
+            if section in ("fixed", "running", "stored"):
+                cur[section][key] = value.strip()
+            elif key in ("driver", "serial_number", "board.serial_number"):
+                cur[key] = value.strip()
+            else:
+                raise ParseError(kind, f"unexpected key {key!r}", line_no, line)
+    if not devs_raw:
+        raise ParseError(kind, "no 'DEV:' line", *lines[0])
     return DevlinkInfo(devices={
         d: DevInfo(driver=r["driver"], serial_number=r["serial_number"], board_serial_number=r["board.serial_number"],
-                   fixed=r["fixed"], running=r["running"], stored=r["stored"]) for d, r in devs_raw.items()})
+                   fixed=r["fixed"], running=r["running"], stored=r["stored"]) for d, r in devs_raw.items()},
+        unparsed=keep.unparsed)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import content_lines, to_bool_word
+from vdpalab.parsers._common import Keeper, Unparsed, content_lines, nothing_understood, to_bool_word
 
 ETHTOOL_K = "ethtool-k"
 ETHTOOL_I = "ethtool-i"
@@ -27,6 +27,7 @@ class Feature:
 class EthtoolFeatures:
     interface: str | None
     features: dict[str, Feature]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def is_on(self, name: str) -> bool | None:
         f = self.features.get(name)
@@ -42,33 +43,37 @@ def parse_ethtool_k(text: str) -> EthtoolFeatures:
     iface = None
     feats: dict[str, Feature] = {}
     parent = None
-    for idx, (line_no, line) in enumerate(content_lines(kind, text)):
-        if idx == 0 and (m := _HEADER.match(line.strip())):
-            iface = m.group(1)
-            continue
-        m = _FEATURE.match(line)
-        if not m:
-            raise ParseError(kind, "expected 'feature: on|off [fixed|requested on|off]'", line_no, line)
-        note = m.group("note")
-        fixed = False
-        requested = None
-        if note == "fixed":
-            fixed = True
-        elif note in ("requested on", "requested off"):
-            requested = note.endswith("on")
-        elif note == "not requested":
-            requested = False
-        elif note is not None:
-            raise ParseError(kind, f"unknown note [{note}]", line_no, line)
-        name = m.group("name")
-        indented = bool(m.group("indent"))
-        if name in feats:
-            raise ParseError(kind, f"feature {name} printed twice", line_no, line)
-        feats[name] = Feature(on=m.group("state") == "on", fixed=fixed, requested=requested,
-                              parent=parent if indented else None)
-        if not indented:
-            parent = name
-    return EthtoolFeatures(interface=iface, features=feats)
+    lines = content_lines(kind, text)
+    if m := _HEADER.match(lines[0][1].strip()):
+        iface = m.group(1)
+        lines = lines[1:] or lines  # a header alone: the loop below says it is no feature line
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            m = _FEATURE.match(line)
+            if not m:
+                raise ParseError(kind, "expected 'feature: on|off [fixed|requested on|off]'", line_no, line)
+            note = m.group("note")
+            fixed = False
+            requested = None
+            if note == "fixed":
+                fixed = True
+            elif note in ("requested on", "requested off"):
+                requested = note.endswith("on")
+            elif note == "not requested":
+                requested = False
+            elif note is not None:
+                raise ParseError(kind, f"unknown note [{note}]", line_no, line)
+            name = m.group("name")
+            indented = bool(m.group("indent"))
+            if name in feats:
+                raise ParseError(kind, f"feature {name} printed twice", line_no, line)
+            feats[name] = Feature(on=m.group("state") == "on", fixed=fixed, requested=requested,
+                                  parent=parent if indented else None)
+            if not indented:
+                parent = name
+    nothing_understood(kind, feats, keep)
+    return EthtoolFeatures(interface=iface, features=feats, unparsed=keep.unparsed)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class EthtoolInfo:
     supports_eeprom_access: bool | None
     supports_register_dump: bool | None
     supports_priv_flags: bool | None
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _I_KEYS = {
@@ -96,18 +102,22 @@ _I_KEYS = {
 def parse_ethtool_i(text: str) -> EthtoolInfo:
     kind = ETHTOOL_I
     values: dict[str, str | bool | None] = {}
-    for line_no, line in content_lines(kind, text):
-        key, sep, value = line.partition(":")
-        key = key.strip()
-        if not sep or key not in _I_KEYS:
-            raise ParseError(kind, "expected one of ethtool -i's 'key: value' lines", line_no, line)
-        if key in values:
-            raise ParseError(kind, f"{key} printed twice", line_no, line)
-        v = value.strip()
-        if key.startswith("supports-"):
-            values[key] = to_bool_word(kind, v, line_no, line, key)
-        else:
-            values[key] = v or None
+    lines = content_lines(kind, text)
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            key, sep, value = line.partition(":")
+            key = key.strip()
+            if not sep or key not in _I_KEYS:
+                raise ParseError(kind, "expected one of ethtool -i's 'key: value' lines", line_no, line)
+            if key in values:
+                raise ParseError(kind, f"{key} printed twice", line_no, line)
+            v = value.strip()
+            if key.startswith("supports-"):
+                values[key] = to_bool_word(kind, v, line_no, line, key)
+            else:
+                values[key] = v or None
     if "driver" not in values:
         raise ParseError(kind, "no 'driver:' line")
-    return EthtoolInfo(**{k.replace("-", "_"): values.get(k) for k in sorted(_I_KEYS)})  # type: ignore[arg-type]
+    return EthtoolInfo(**{k.replace("-", "_"): values.get(k) for k in sorted(_I_KEYS)},  # type: ignore[arg-type]
+                       unparsed=keep.unparsed)

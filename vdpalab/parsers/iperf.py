@@ -12,6 +12,8 @@ from typing import Any
 
 from vdpalab.errors import ParseError
 from vdpalab.parsers._common import (
+    Keeper,
+    Unparsed,
     content_lines,
     expect_type,
     json_bool,
@@ -20,6 +22,7 @@ from vdpalab.parsers._common import (
     json_str,
     load_json,
     normalize,
+    nothing_understood,
     to_int,
 )
 
@@ -189,6 +192,7 @@ class Iperf2Row:
 @dataclass(frozen=True)
 class Iperf2Csv:
     rows: list[Iperf2Row]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _TS = re.compile(r"^(?:(?P<tz>[+-]\d{4}):)?(?P<ts>\d{14}(?:\.\d+)?)$")
@@ -200,24 +204,28 @@ def parse_iperf2_csv(text: str) -> Iperf2Csv:
     kind = IPERF2_CSV
     rows: list[Iperf2Row] = []
     width = None
-    for line_no, line in content_lines(kind, text):
-        f = line.strip().split(",")
-        if len(f) not in (9, 15):
-            raise ParseError(kind, f"expected 9 or 15 comma-separated fields, got {len(f)}", line_no, line)
-        if width is not None and len(f) != width:
-            raise ParseError(kind, f"field count changed from {width} to {len(f)} (output cut?)", line_no, line)
-        width = len(f)
-        tm = _TS.match(f[0])
-        im = _INTERVAL.match(f[6])
-        if not tm or not im:
-            raise ParseError(kind, "bad timestamp or interval field", line_no, line)
-        rows.append(Iperf2Row(
-            timestamp=tm.group("ts"), tz=tm.group("tz"), local_host=f[1],
-            local_port=to_int(kind, f[2], line_no, line, "port"), remote_host=f[3],
-            remote_port=to_int(kind, f[4], line_no, line, "port"), id=to_int(kind, f[5], line_no, line, "id"),
-            interval_start_s=float(im.group(1)), interval_end_s=float(im.group(2)),
-            transfer_bytes=to_int(kind, f[7], line_no, line, "transfer"),
-            bandwidth_bps=to_int(kind, f[8], line_no, line, "bandwidth"),
-            extra=[to_int(kind, x, line_no, line, "field") for x in f[9:]],
-        ))
-    return Iperf2Csv(rows=rows)
+    lines = content_lines(kind, text)
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            f = line.strip().split(",")
+            if len(f) not in (9, 15):
+                raise ParseError(kind, f"expected 9 or 15 comma-separated fields, got {len(f)}", line_no, line)
+            if width is not None and len(f) != width:
+                raise ParseError(kind, f"field count changed from {width} to {len(f)} (output cut?)", line_no, line)
+            width = len(f)
+            tm = _TS.match(f[0])
+            im = _INTERVAL.match(f[6])
+            if not tm or not im:
+                raise ParseError(kind, "bad timestamp or interval field", line_no, line)
+            rows.append(Iperf2Row(
+                timestamp=tm.group("ts"), tz=tm.group("tz"), local_host=f[1],
+                local_port=to_int(kind, f[2], line_no, line, "port"), remote_host=f[3],
+                remote_port=to_int(kind, f[4], line_no, line, "port"), id=to_int(kind, f[5], line_no, line, "id"),
+                interval_start_s=float(im.group(1)), interval_end_s=float(im.group(2)),
+                transfer_bytes=to_int(kind, f[7], line_no, line, "transfer"),
+                bandwidth_bps=to_int(kind, f[8], line_no, line, "bandwidth"),
+                extra=[to_int(kind, x, line_no, line, "field") for x in f[9:]],
+            ))
+    nothing_understood(kind, rows, keep)
+    return Iperf2Csv(rows=rows, unparsed=keep.unparsed)

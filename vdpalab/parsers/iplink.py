@@ -9,6 +9,8 @@ from typing import Any
 
 from vdpalab.errors import ParseError
 from vdpalab.parsers._common import (
+    Keeper,
+    Unparsed,
     check_mac,
     content_lines,
     expect_type,
@@ -17,6 +19,7 @@ from vdpalab.parsers._common import (
     json_str,
     load_json,
     looks_like_json,
+    nothing_understood,
 )
 
 IP_LINK = "ip-link"
@@ -50,6 +53,7 @@ class Link:
 @dataclass(frozen=True)
 class IpLinks:
     links: list[Link]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def by_name(self, name: str) -> Link | None:
         for link in self.links:
@@ -108,52 +112,56 @@ def _text(kind: str, text: str) -> IpLinks:
     links: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     skip_stats = 0
-    for line_no, line in content_lines(kind, text):
-        if m := _HEAD.match(line):
-            rest = m.group("rest")
-            if not re.search(r"\bmtu \d+", rest):
-                raise ParseError(kind, "link line without 'mtu N' (output cut?)", line_no, line)
-            mtu = re.search(r"\bmtu (\d+)", rest)
-            state = re.search(r"\bstate (\S+)", rest)
-            current = {"ifindex": int(m.group("idx")), "name": m.group("name"), "peer": m.group("peer"),
-                       "flags": [f for f in m.group("flags").split(",") if f],
-                       "mtu": int(mtu.group(1)) if mtu else None, "state": state.group(1) if state else None,
-                       "mac": None, "vfs": [], "portname": None, "parentdev": None}
-            links.append(current)
-            skip_stats = 0
-            continue
-        if current is None or not line[:1].isspace():
-            raise ParseError(kind, "line outside any link", line_no, line)
-        s = line.strip()
-        if skip_stats:
-            skip_stats -= 1
-            if not re.fullmatch(r"[\d\s]+", s):
-                raise ParseError(kind, "expected a row of counters", line_no, line)
-            continue
-        if s.startswith(("RX:", "TX:", "RX errors:", "TX errors:")):
-            skip_stats = 1
-            continue
-        if s.startswith("link/"):
-            parts = s.split()
-            if len(parts) >= 2 and parts[0] in ("link/ether", "link/loopback", "link/infiniband"):
-                if parts[0] != "link/infiniband":
-                    current["mac"] = check_mac(kind, parts[1], line_no, line)
-                if len(parts) >= 4 and parts[2] == "brd" and parts[0] != "link/infiniband":
-                    check_mac(kind, parts[3], line_no, line)
-                elif parts[0] != "link/infiniband" and len(parts) < 4:
-                    raise ParseError(kind, "link/ether line without 'brd' (output cut?)", line_no, line)
+    lines = content_lines(kind, text)
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            if m := _HEAD.match(line):
+                rest = m.group("rest")
+                if not re.search(r"\bmtu \d+", rest):
+                    raise ParseError(kind, "link line without 'mtu N' (output cut?)", line_no, line)
+                mtu = re.search(r"\bmtu (\d+)", rest)
+                state = re.search(r"\bstate (\S+)", rest)
+                current = {"ifindex": int(m.group("idx")), "name": m.group("name"), "peer": m.group("peer"),
+                           "flags": [f for f in m.group("flags").split(",") if f],
+                           "mtu": int(mtu.group(1)) if mtu else None, "state": state.group(1) if state else None,
+                           "mac": None, "vfs": [], "portname": None, "parentdev": None}
+                links.append(current)
+                skip_stats = 0
+                continue
+            if current is None or not line[:1].isspace():
+                raise ParseError(kind, "line outside any link", line_no, line)
+            s = line.strip()
+            if skip_stats:
+                skip_stats -= 1
+                if not re.fullmatch(r"[\d\s]+", s):
+                    raise ParseError(kind, "expected a row of counters", line_no, line)
+                continue
+            if s.startswith(("RX:", "TX:", "RX errors:", "TX errors:")):
+                skip_stats = 1
+                continue
+            if s.startswith("link/"):
+                parts = s.split()
+                if len(parts) >= 2 and parts[0] in ("link/ether", "link/loopback", "link/infiniband"):
+                    if parts[0] != "link/infiniband":
+                        current["mac"] = check_mac(kind, parts[1], line_no, line)
+                    if len(parts) >= 4 and parts[2] == "brd" and parts[0] != "link/infiniband":
+                        check_mac(kind, parts[3], line_no, line)
+                    elif parts[0] != "link/infiniband" and len(parts) < 4:
+                        raise ParseError(kind, "link/ether line without 'brd' (output cut?)", line_no, line)
+                for key in ("portname", "parentdev"):
+                    if km := re.search(rf"\b{key} (\S+)", s):
+                        current[key] = km.group(1)
+                continue
+            if s.startswith("vf "):
+                current["vfs"].append(_vf_line(kind, s, line_no, line))
+                continue
             for key in ("portname", "parentdev"):
                 if km := re.search(rf"\b{key} (\S+)", s):
                     current[key] = km.group(1)
-            continue
-        if s.startswith("vf "):
-            current["vfs"].append(_vf_line(kind, s, line_no, line))
-            continue
-        for key in ("portname", "parentdev"):
-            if km := re.search(rf"\b{key} (\S+)", s):
-                current[key] = km.group(1)
-        # other detail lines (-d: veth, altname, bridge_slave, prop list, ...) carry nothing we report
-    return IpLinks(links=[Link(**lk) for lk in links])
+            # other detail lines (-d: veth, altname, bridge_slave, prop list, ...) carry nothing we report
+    nothing_understood(kind, links, keep)
+    return IpLinks(links=[Link(**lk) for lk in links], unparsed=keep.unparsed)
 
 
 def _json(kind: str, text: str) -> IpLinks:

@@ -8,10 +8,10 @@ glued after the shell prompt (as in the seed) is found by its "Bus info" text.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import content_lines
+from vdpalab.parsers._common import Keeper, Unparsed, content_lines, jsonable
 
 LSHW = "lshw"
 
@@ -27,6 +27,7 @@ class LshwRow:
 @dataclass(frozen=True)
 class LshwTable:
     rows: list[LshwRow]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def by_device(self, device: str) -> list[LshwRow]:
         return [r for r in self.rows if r.device == device]
@@ -35,7 +36,7 @@ class LshwTable:
 def to_json(table: LshwTable) -> dict:
     """Rows with the 'class' key (``class_`` is only the Python spelling)."""
     return {"rows": [{"bus_info": r.bus_info, "device": r.device, "class": r.class_, "description": r.description}
-                     for r in table.rows]}
+                     for r in table.rows], "unparsed": jsonable(table.unparsed)}
 
 
 # lshw's hardware classes (a paste cut inside the Class column fails on this set)
@@ -61,16 +62,19 @@ def parse_lshw(text: str) -> LshwTable:
         raise ParseError(kind, "expected the '=====' line under the header", no, ln)
     rows: list[LshwRow] = []
     del base  # rows start at column 0 even when the header was glued after a prompt
-    for line_no, line in body[1:]:
-        if len(line.rstrip()) < c_cls + 1 or line[c_dev - 1:c_dev] not in (" ", "") or line[c_cls - 1] != " ":
-            raise ParseError(kind, "row does not fit the header's columns (output cut?)", line_no, line)
-        bus = line[:c_dev].strip()
-        dev = line[c_dev:c_cls].strip()
-        cls = line[c_cls:c_desc].strip()
-        desc = line[c_desc:].strip()
-        if cls not in _CLASSES or (bus and " " in bus) or " " in dev:
-            raise ParseError(kind, f"row does not fit the header's columns (class {cls!r})", line_no, line)
-        if not desc:
-            raise ParseError(kind, "row without a description (output cut?)", line_no, line)
-        rows.append(LshwRow(bus_info=bus, device=dev, class_=cls, description=desc))
-    return LshwTable(rows=rows)
+    lines = body[1:]
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            if len(line.rstrip()) < c_cls + 1 or line[c_dev - 1:c_dev] not in (" ", "") or line[c_cls - 1] != " ":
+                raise ParseError(kind, "row does not fit the header's columns (output cut?)", line_no, line)
+            bus = line[:c_dev].strip()
+            dev = line[c_dev:c_cls].strip()
+            cls = line[c_cls:c_desc].strip()
+            desc = line[c_desc:].strip()
+            if cls not in _CLASSES or (bus and " " in bus) or " " in dev:
+                raise ParseError(kind, f"row does not fit the header's columns (class {cls!r})", line_no, line)
+            if not desc:
+                raise ParseError(kind, "row without a description (output cut?)", line_no, line)
+            rows.append(LshwRow(bus_info=bus, device=dev, class_=cls, description=desc))
+    return LshwTable(rows=rows, unparsed=keep.unparsed)

@@ -11,7 +11,18 @@ import re
 from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import balanced, content_lines, normalize, numbered, split_top, to_counter, to_int
+from vdpalab.parsers._common import (
+    Keeper,
+    Unparsed,
+    balanced,
+    content_lines,
+    is_noise,
+    normalize,
+    numbered,
+    split_top,
+    to_counter,
+    to_int,
+)
 
 DUMP_PORTS = "dump-ports"
 VSCTL_SHOW = "vsctl-show"
@@ -46,6 +57,7 @@ class DumpPorts:
 
     ports: dict[str, PortStats]
     openflow_version: str | None = None
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _PORTS_HEADER = re.compile(r"^OFPST_PORT reply(?: \((OF[\d.]+)\))?(?: \(xid=0x[0-9a-fA-F]+\))?: (\d+) ports?\s*$")
@@ -55,7 +67,8 @@ _RX_KEYS = {"pkts": "rx_packets", "bytes": "rx_bytes", "drop": "rx_dropped", "er
 _TX_KEYS = {"pkts": "tx_packets", "bytes": "tx_bytes", "drop": "tx_dropped", "errs": "tx_errors",
             "coll": "tx_collisions"}
 _DURATION = re.compile(r"^\s*duration=(\?|\d+(?:\.\d+)?)s\s*$")
-_RFC2819 = re.compile(r"^\s*(rx|tx) rfc2819 (.*)$")
+_RFC2819 = re.compile(r"^\s*(rx|tx) rfc2819 ?(.*)$")
+_KV_CONTINUATION = re.compile(r"^\s*[\w.:-]+=")
 
 
 def _kv_counters(kind: str, body: str, line_no: int, line: str, *, trailing_comma: bool) -> dict[str, int | None]:
@@ -75,10 +88,31 @@ def _kv_counters(kind: str, body: str, line_no: int, line: str, *, trailing_comm
     return out
 
 
+def _port_records(lines: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+    """Group lines into logical records: a counter list wrapped over several lines (rx/tx rfc2819 and
+    CUSTOM Statistics in OF1.4/1.5, or a long rx/tx line a terminal or an older OVS wrapped in any
+    OpenFlow version) continues on lines that start with NAME=; they join the record before them."""
+    records: list[list[tuple[int, str]]] = []
+    for line_no, line in lines:
+        s = line.strip()
+        joins = (records and _KV_CONTINUATION.match(s) and not s.startswith("duration=")
+                 and records[-1][-1][1].rstrip().endswith(","))
+        if joins or (records and records[-1][0][1].strip() == "CUSTOM Statistics" and _KV_CONTINUATION.match(s)):
+            records[-1].append((line_no, line))
+        else:
+            records.append([(line_no, line)])
+    return records
+
+
 def parse_dump_ports(text: str) -> DumpPorts:
-    """Parse ``ovs-ofctl dump-ports``; the header's port count must match the ports read (a cut paste fails)."""
+    """Parse ``ovs-ofctl dump-ports``; the header's port count must match the ports read unless lines
+    were kept as not understood (then the missing port is among them, and they are in ``unparsed``)."""
     kind = DUMP_PORTS
-    lines = content_lines(kind, text)
+    lines = [(n, ln) for n, ln in content_lines(kind, text)]
+    while lines and is_noise(lines[0][1]):  # a pasted prompt with the command
+        lines = lines[1:]
+    if not lines:
+        raise ParseError(kind, "no output after the prompt")
     first_no, first = lines[0]
     m = _PORTS_HEADER.match(first.strip())
     if not m:
@@ -86,65 +120,74 @@ def parse_dump_ports(text: str) -> DumpPorts:
     of_version, expected = m.group(1), int(m.group(2))
     ports: dict[str, dict] = {}
     current: dict | None = None
-    in_custom = False
-    for line_no, line in lines[1:]:
-        pm = _PORT_LINE.match(line)
-        if pm:
-            name = pm.group(2).strip()
-            if name in ports:
-                raise ParseError(kind, f"port {name!r} printed twice", line_no, line)
-            rx = pm.group(3)[2:].strip()
-            counters = _kv_counters(kind, rx, line_no, line, trailing_comma=False)
-            missing = set(_RX_KEYS) - set(counters)
-            if missing or set(counters) - set(_RX_KEYS):
-                raise ParseError(kind, f"rx counters incomplete or unknown (missing {sorted(missing)})", line_no, line)
-            current = {_RX_KEYS[k]: v for k, v in counters.items()}
-            current["custom"] = {}
-            current["_tx"] = False
-            ports[name] = current
-            in_custom = False
-            continue
-        if current is None:
-            raise ParseError(kind, "counter line before any 'port' line", line_no, line)
-        s = line.strip()
-        if s.startswith("tx ") and not s.startswith("tx rfc2819"):
-            counters = _kv_counters(kind, s[3:], line_no, line, trailing_comma=False)
-            missing = set(_TX_KEYS) - set(counters)
-            if missing or set(counters) - set(_TX_KEYS):
-                raise ParseError(kind, f"tx counters incomplete or unknown (missing {sorted(missing)})", line_no, line)
-            current.update({_TX_KEYS[k]: v for k, v in counters.items()})
-            current["_tx"] = True
-            in_custom = False
-            continue
-        dm = _DURATION.match(line)
-        if dm:
-            current["duration_s"] = None if dm.group(1) == "?" else float(dm.group(1))
-            in_custom = False
-            continue
-        rm = _RFC2819.match(line)
-        if rm:
-            for k, v in _kv_counters(kind, rm.group(2), line_no, line, trailing_comma=True).items():
-                current["custom"][f"{rm.group(1)}_rfc2819_{k}"] = v
-            in_custom = False
-            continue
-        if s == "CUSTOM Statistics":
-            in_custom = True
-            continue
-        if in_custom:
-            current["custom"].update(_kv_counters(kind, s, line_no, line, trailing_comma=True))
-            continue
-        raise ParseError(kind, "unexpected line", line_no, line)
+    keep = Keeper(lines, text)
+    for record in _port_records(lines[1:]):
+        line_no, line = record[-1]
+        joined = " ".join(ln.strip() for _, ln in record)
+        try:
+            with keep.line(line_no, line):
+                current = _port_record(kind, joined, record, ports, current)
+        finally:
+            if keep.unparsed and keep.unparsed[-1].line == line_no and len(record) > 1:
+                keep.unparsed[-1:] = [Unparsed(n, ln) for n, ln in record]
     last_no, last = lines[-1]
-    if len(ports) != expected:
+    if len(ports) != expected and not keep.unparsed:
         raise ParseError(kind, f"header announces {expected} ports but {len(ports)} were read (output cut?)",
                          last_no, last)
     result: dict[str, PortStats] = {}
     for name, raw in ports.items():
         if not raw.pop("_tx"):
+            if keep.unparsed:
+                continue  # its tx line is among the lines not understood
             raise ParseError(kind, f"port {name!r} has no tx line (output cut?)", last_no, last)
         raw.setdefault("duration_s", None)
         result[name] = PortStats(**raw)
-    return DumpPorts(ports=result, openflow_version=of_version)
+    return DumpPorts(ports=result, openflow_version=of_version, unparsed=keep.unparsed)
+
+
+def _port_record(kind: str, s: str, record: list[tuple[int, str]], ports: dict[str, dict],
+                 current: dict | None) -> dict | None:
+    """Apply one logical record to ``ports``; returns the port now being read."""
+    line_no, line = record[-1]
+    pm = _PORT_LINE.match(s)
+    if pm:
+        name = pm.group(2).strip()
+        if name in ports:
+            raise ParseError(kind, f"port {name!r} printed twice", line_no, line)
+        counters = _kv_counters(kind, pm.group(3)[2:].strip(), line_no, line, trailing_comma=False)
+        missing = set(_RX_KEYS) - set(counters)
+        if missing or set(counters) - set(_RX_KEYS):
+            raise ParseError(kind, f"rx counters incomplete or unknown (missing {sorted(missing)})", line_no, line)
+        port = {_RX_KEYS[k]: v for k, v in counters.items()}
+        port["custom"] = {}
+        port["_tx"] = False
+        ports[name] = port
+        return port
+    if current is None:
+        raise ParseError(kind, "counter line before any 'port' line", line_no, line)
+    if s.startswith("tx ") and not s.startswith("tx rfc2819"):
+        if current["_tx"]:
+            raise ParseError(kind, "a second tx line for one port", line_no, line)
+        counters = _kv_counters(kind, s[3:], line_no, line, trailing_comma=False)
+        missing = set(_TX_KEYS) - set(counters)
+        if missing or set(counters) - set(_TX_KEYS):
+            raise ParseError(kind, f"tx counters incomplete or unknown (missing {sorted(missing)})", line_no, line)
+        current.update({_TX_KEYS[k]: v for k, v in counters.items()})
+        current["_tx"] = True
+        return current
+    if dm := _DURATION.match(s):
+        current["duration_s"] = None if dm.group(1) == "?" else float(dm.group(1))
+        return current
+    if rm := _RFC2819.match(s):
+        for k, v in _kv_counters(kind, rm.group(2), line_no, line, trailing_comma=True).items():
+            current["custom"][f"{rm.group(1)}_rfc2819_{k}"] = v
+        return current
+    if s.startswith("CUSTOM Statistics"):
+        body = s[len("CUSTOM Statistics"):].strip()
+        if body:
+            current["custom"].update(_kv_counters(kind, body, line_no, line, trailing_comma=True))
+        return current
+    raise ParseError(kind, "unexpected line", line_no, line)
 
 
 # ------------------------------------------------------------------------------- OVSDB maps/values
@@ -224,19 +267,25 @@ class OtherConfig:
     """``ovs-vsctl get Open_vSwitch . other_config``: values unquoted, as OVSDB holds them."""
 
     other_config: dict[str, str]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 def parse_other_config(text: str) -> OtherConfig:
-    """Parse the one-line map; an error line ('ovs-vsctl: ... database connection failed') raises."""
+    """Parse the one-line map (other lines are kept as not understood); an error line
+    ('ovs-vsctl: ... database connection failed') in place of the map raises."""
     kind = OTHER_CONFIG
     lines = content_lines(kind, text)
-    if len(lines) != 1:
-        line_no, line = lines[1]
-        raise ParseError(kind, "expected a single {...} line", line_no, line)
-    line_no, line = lines[0]
-    if line.startswith("ovs-vsctl:"):
-        raise ParseError(kind, "ovs-vsctl reported an error instead of a map", line_no, line)
-    return OtherConfig(other_config=parse_ovsdb_map(kind, line, line_no, line))
+    maps = [(n, ln) for n, ln in lines if ln.strip().startswith("{")]
+    if not maps:
+        line_no, line = next(((n, ln) for n, ln in lines if ln.startswith("ovs-vsctl:")), lines[0])
+        if line.startswith("ovs-vsctl:"):
+            raise ParseError(kind, "ovs-vsctl reported an error instead of a map", line_no, line)
+        raise ParseError(kind, "expected an OVSDB map {key=value, ...}", line_no, line)
+    if len(maps) > 1:
+        raise ParseError(kind, "two maps: two outputs pasted together?", *maps[1])
+    line_no, line = maps[0]
+    unparsed = [Unparsed(n, ln) for n, ln in lines if n != line_no]
+    return OtherConfig(other_config=parse_ovsdb_map(kind, line, line_no, line), unparsed=unparsed)
 
 
 # ------------------------------------------------------------------------------------ vsctl show
@@ -259,6 +308,7 @@ class Bridge:
     datapath_type: str | None
     ports: dict[str, Port]
     other: dict[str, str] = field(default_factory=dict)
+    controllers: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> is_connected, role...
 
 
 @dataclass(frozen=True)
@@ -266,12 +316,16 @@ class VsctlShow:
     """``ovs-vsctl show``; an interface's ``type`` is None when OVS printed none (a system port).
 
     ``ovs_version`` is None when the database has none (a daemon started by hand, not by ovs-ctl).
+    ``managers`` and each bridge's ``controllers`` map the target (``ptcp:6640``) to its details
+    (``is_connected: "true"``).
     """
 
     uuid: str
     ovs_version: str | None
     bridges: dict[str, Bridge]
     other: dict[str, str] = field(default_factory=dict)
+    managers: dict[str, dict[str, str]] = field(default_factory=dict)
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -287,92 +341,129 @@ def _name(kind: str, raw: str, line_no: int, line: str) -> str:
 
 
 def parse_vsctl_show(text: str) -> VsctlShow:
-    """Parse by indentation (0 uuid, 4 Bridge/ovs_version, 8 Port/bridge keys, 12 Interface, 16 interface keys)."""
+    """Parse by indentation (0 uuid, 4 Manager/Bridge/ovs_version, 8 Port/Controller/bridge keys and
+    manager details, 12 Interface and controller details, 16 interface keys)."""
     kind = VSCTL_SHOW
     lines = content_lines(kind, text)
+    while lines and is_noise(lines[0][1]):
+        lines = lines[1:]
+    if not lines:
+        raise ParseError(kind, "no output after the prompt")
     first_no, first = lines[0]
     if not _UUID.match(first.strip()) or first != first.lstrip():
         raise ParseError(kind, "expected the Open_vSwitch UUID on the first line", first_no, first)
-    uuid = first.strip()
-    bridges: dict[str, dict] = {}
-    top_other: dict[str, str] = {}
-    version: str | None = None
-    bridge = port = iface = None
+    st = _ShowState()
+    keep = Keeper(lines, text)
     for line_no, line in lines[1:]:
-        if "\t" in line[: len(line) - len(line.lstrip())]:
-            raise ParseError(kind, "tab in indentation", line_no, line)
-        indent = len(line) - len(line.lstrip(" "))
-        s = line.strip()
-        if version is not None:
-            raise ParseError(kind, "text after the ovs_version line", line_no, line)
-        key, sep, value = s.partition(": ") if not s.endswith(":") else (s[:-1], ":", "")
-        if indent == 4:
-            if s.startswith("Bridge "):
-                name = _name(kind, s[7:], line_no, line)
-                bridge = {"datapath_type": None, "ports": {}, "other": {}}
-                bridges[name] = bridge
-                port = iface = None
-            elif key == "ovs_version" and sep:
-                version = _ovsdb_scalar(kind, value, line_no, line)
-            elif sep or s.startswith("Manager "):
-                top_other[key if sep else s] = value
-            else:
-                raise ParseError(kind, "unexpected line at bridge level", line_no, line)
-        elif indent == 8:
-            if bridge is None:
-                raise ParseError(kind, "port-level line outside a bridge", line_no, line)
-            if s.startswith("Port "):
-                name = _name(kind, s[5:], line_no, line)
-                port = {"interfaces": {}, "other": {}, "line_no": line_no, "line": line}
-                bridge["ports"][name] = port
-                iface = None
-            elif key == "datapath_type" and sep:
-                bridge["datapath_type"] = _ovsdb_scalar(kind, value, line_no, line)
-            elif sep or s.startswith("Controller "):
-                bridge["other"][key if sep else s] = value
-            else:
-                raise ParseError(kind, "unexpected line at port level", line_no, line)
-        elif indent == 12:
-            if port is None:
-                raise ParseError(kind, "interface-level line outside a port", line_no, line)
-            if s.startswith("Interface "):
-                name = _name(kind, s[10:], line_no, line)
-                iface = {"type": None, "options": {}, "error": None, "other": {}}
-                port["interfaces"][name] = iface
-            elif sep:
-                port["other"][key] = value
-            elif bridge is not None and s.startswith(("is_connected", "role")):
-                bridge["other"][s] = ""
-            else:
-                raise ParseError(kind, "unexpected line at interface level", line_no, line)
-        elif indent >= 16:
-            if iface is None:
-                if bridge is not None and port is None:  # Controller/Manager details
-                    bridge["other"][key] = value
-                    continue
-                raise ParseError(kind, "interface detail outside an interface", line_no, line)
-            if not sep:
-                raise ParseError(kind, "expected 'key: value'", line_no, line)
-            if key == "type":
-                iface["type"] = _ovsdb_scalar(kind, value, line_no, line)
-            elif key == "options":
-                iface["options"] = parse_ovsdb_map(kind, value, line_no, line)
-            elif key == "error":
-                iface["error"] = _ovsdb_scalar(kind, value, line_no, line)
-            else:
-                iface["other"][key] = value
-        else:
-            raise ParseError(kind, f"unexpected indentation {indent}", line_no, line)
+        with keep.line(line_no, line):
+            _show_line(kind, st, line_no, line)
     out: dict[str, Bridge] = {}
-    for bname, b in bridges.items():
+    for bname, b in st.bridges.items():
         ports = {}
         for pname, p in b["ports"].items():
             if not p["interfaces"]:
+                if any(u.line > p["line_no"] for u in keep.unparsed):
+                    continue  # its Interface line is among the lines not understood
                 raise ParseError(kind, f"port {pname!r} of bridge {bname!r} has no Interface line (output cut?)",
                                  p["line_no"], p["line"])
             ports[pname] = Port(interfaces={k: Interface(**v) for k, v in p["interfaces"].items()}, other=p["other"])
-        out[bname] = Bridge(datapath_type=b["datapath_type"], ports=ports, other=b["other"])
-    return VsctlShow(uuid=uuid, ovs_version=version, bridges=out, other=top_other)
+        out[bname] = Bridge(datapath_type=b["datapath_type"], ports=ports, other=b["other"],
+                            controllers=b["controllers"])
+    return VsctlShow(uuid=first.strip(), ovs_version=st.version, bridges=out, other=st.top_other,
+                     managers=st.managers, unparsed=keep.unparsed)
+
+
+@dataclass
+class _ShowState:
+    bridges: dict[str, dict] = field(default_factory=dict)
+    managers: dict[str, dict[str, str]] = field(default_factory=dict)
+    top_other: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+    bridge: dict | None = None
+    port: dict | None = None
+    iface: dict | None = None
+    manager: dict[str, str] | None = None
+    controller: dict[str, str] | None = None
+
+
+def _show_line(kind: str, st: _ShowState, line_no: int, line: str) -> None:
+    if "\t" in line[: len(line) - len(line.lstrip())]:
+        raise ParseError(kind, "tab in indentation", line_no, line)
+    indent = len(line) - len(line.lstrip(" "))
+    s = line.strip()
+    if st.version is not None:
+        raise ParseError(kind, "text after the ovs_version line", line_no, line)
+    key, sep, value = s.partition(": ") if not s.endswith(":") else (s[:-1], ":", "")
+    if indent == 4:
+        st.manager = st.controller = None
+        if s.startswith("Bridge "):
+            name = _name(kind, s[7:], line_no, line)
+            st.bridge = {"datapath_type": None, "ports": {}, "other": {}, "controllers": {}}
+            st.bridges[name] = st.bridge
+            st.port = st.iface = None
+        elif s.startswith("Manager "):
+            st.manager = st.managers.setdefault(_name(kind, s[8:], line_no, line), {})
+            st.bridge = st.port = st.iface = None
+        elif key == "ovs_version" and sep:
+            st.version = _ovsdb_scalar(kind, value, line_no, line)
+        elif sep:
+            st.top_other[key] = value
+        else:
+            raise ParseError(kind, "unexpected line at bridge level", line_no, line)
+    elif indent == 8:
+        st.controller = None
+        if st.manager is not None:
+            if not sep:
+                raise ParseError(kind, "expected 'key: value' in a Manager block", line_no, line)
+            st.manager[key] = _ovsdb_scalar(kind, value, line_no, line)
+            return
+        if st.bridge is None:
+            raise ParseError(kind, "port-level line outside a bridge", line_no, line)
+        if s.startswith("Port "):
+            name = _name(kind, s[5:], line_no, line)
+            st.port = {"interfaces": {}, "other": {}, "line_no": line_no, "line": line}
+            st.bridge["ports"][name] = st.port
+            st.iface = None
+        elif s.startswith("Controller "):
+            st.controller = st.bridge["controllers"].setdefault(_name(kind, s[11:], line_no, line), {})
+            st.port = st.iface = None
+        elif key == "datapath_type" and sep:
+            st.bridge["datapath_type"] = _ovsdb_scalar(kind, value, line_no, line)
+        elif sep:
+            st.bridge["other"][key] = value
+        else:
+            raise ParseError(kind, "unexpected line at port level", line_no, line)
+    elif indent == 12:
+        if st.controller is not None:
+            if not sep:
+                raise ParseError(kind, "expected 'key: value' in a Controller block", line_no, line)
+            st.controller[key] = _ovsdb_scalar(kind, value, line_no, line)
+            return
+        if st.port is None:
+            raise ParseError(kind, "interface-level line outside a port", line_no, line)
+        if s.startswith("Interface "):
+            name = _name(kind, s[10:], line_no, line)
+            st.iface = {"type": None, "options": {}, "error": None, "other": {}}
+            st.port["interfaces"][name] = st.iface
+        elif sep:
+            st.port["other"][key] = value
+        else:
+            raise ParseError(kind, "unexpected line at interface level", line_no, line)
+    elif indent >= 16:
+        if st.iface is None:
+            raise ParseError(kind, "interface detail outside an interface", line_no, line)
+        if not sep:
+            raise ParseError(kind, "expected 'key: value'", line_no, line)
+        if key == "type":
+            st.iface["type"] = _ovsdb_scalar(kind, value, line_no, line)
+        elif key == "options":
+            st.iface["options"] = parse_ovsdb_map(kind, value, line_no, line)
+        elif key == "error":
+            st.iface["error"] = _ovsdb_scalar(kind, value, line_no, line)
+        else:
+            st.iface["other"][key] = value
+    else:
+        raise ParseError(kind, f"unexpected indentation {indent}", line_no, line)
 
 
 # ------------------------------------------------------------------------------------ dump-flows
@@ -404,6 +495,7 @@ class DumpFlows:
     """``ovs-appctl dpctl/dump-flows [-m] [type=...]`` (or ``ovs-dpctl dump-flows``); no flows is a valid answer."""
 
     flows: list[Flow]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _FLOW_KEYS = ("packets", "bytes", "used", "flags", "offloaded", "dp", "actions", "dp-extra-info", "ufid")
@@ -415,65 +507,73 @@ def parse_dump_flows(text: str) -> DumpFlows:
     kind = DUMP_FLOWS
     flows: list[Flow] = []
     thread: str | None = None
-    for line_no, line in numbered(normalize(text)):
+    lines = [(n, ln) for n, ln in numbered(normalize(text)) if ln.strip()]
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
         s = line.strip()
-        if not s:
-            continue
         if s.startswith("flow-dump from "):
             thread = s[len("flow-dump from "):].rstrip(":")
             continue
-        if not balanced(s):
-            raise ParseError(kind, "unbalanced parentheses (output cut?)", line_no, line)
-        parts = split_top(s, ", ")
-        fields: dict[str, str] = {}
-        match_parts: list[str] = []
-        i = 0
-        while i < len(parts):
-            part = parts[i]
-            key, colon, value = part.partition(":")
-            if colon and key in _FLOW_KEYS and not (key == "ufid" and i > 0):
-                if key == "actions":
-                    rest = [value]
+        with keep.line(line_no, line):
+            flows.append(_flow(kind, s, line_no, line, thread))
+    if keep.unparsed and not flows:
+        raise ParseError(kind, "no line is a datapath flow", keep.unparsed[0].line, keep.unparsed[0].text)
+    return DumpFlows(flows=flows, unparsed=keep.unparsed)
+
+
+def _flow(kind: str, s: str, line_no: int, line: str, thread: str | None) -> Flow:
+    """One 'match, packets:N, bytes:N, used:..., actions:...' line."""
+    if not balanced(s):
+        raise ParseError(kind, "unbalanced parentheses (output cut?)", line_no, line)
+    parts = split_top(s, ", ")
+    fields: dict[str, str] = {}
+    match_parts: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        key, colon, value = part.partition(":")
+        if colon and key in _FLOW_KEYS and not (key == "ufid" and i > 0):
+            if key == "actions":
+                rest = [value]
+                i += 1
+                while i < len(parts) and not parts[i].startswith("dp-extra-info:"):
+                    rest.append(parts[i])
                     i += 1
-                    while i < len(parts) and not parts[i].startswith("dp-extra-info:"):
-                        rest.append(parts[i])
-                        i += 1
-                    fields["actions"] = ", ".join(rest)
-                    continue
-                if key in fields:
-                    raise ParseError(kind, f"field {key!r} twice", line_no, line)
-                fields[key] = value
-            elif fields.keys() - {"ufid"}:
-                raise ParseError(kind, f"unexpected field {part!r}", line_no, line)
-            else:
-                match_parts.append(part)
-            i += 1
-        for need in ("packets", "bytes", "used", "actions"):
-            if need not in fields:
-                raise ParseError(kind, f"flow without '{need}:' (output cut?)", line_no, line)
-        if not match_parts:
-            raise ParseError(kind, "flow without a match", line_no, line)
-        if not fields["actions"]:
-            raise ParseError(kind, "empty actions (output cut?)", line_no, line)
-        used = fields["used"]
-        if not _USED.match(used):
-            raise ParseError(kind, f"used {used!r} is neither 'never' nor seconds", line_no, line)
-        off = fields.get("offloaded")
-        if off not in (None, "yes", "no", "partial"):
-            raise ParseError(kind, f"offloaded {off!r} is not yes/no/partial", line_no, line)
-        flows.append(Flow(
-            match=", ".join(match_parts),
-            packets=to_int(kind, fields["packets"], line_no, line, "packets"),
-            bytes=to_int(kind, fields["bytes"], line_no, line, "bytes"),
-            used=used,
-            used_s=None if used == "never" else float(used[:-1]),
-            flags=fields.get("flags"),
-            offloaded=None if off is None else off == "yes",
-            dp=fields.get("dp"),
-            actions=fields["actions"],
-            ufid=fields.get("ufid"),
-            thread=thread,
-            dp_extra_info=fields.get("dp-extra-info"),
-            offload_state=off,
-        ))
-    return DumpFlows(flows=flows)
+                fields["actions"] = ", ".join(rest)
+                continue
+            if key in fields:
+                raise ParseError(kind, f"field {key!r} twice", line_no, line)
+            fields[key] = value
+        elif fields.keys() - {"ufid"}:
+            raise ParseError(kind, f"unexpected field {part!r}", line_no, line)
+        else:
+            match_parts.append(part)
+        i += 1
+    for need in ("packets", "bytes", "used", "actions"):
+        if need not in fields:
+            raise ParseError(kind, f"flow without '{need}:' (output cut?)", line_no, line)
+    if not match_parts:
+        raise ParseError(kind, "flow without a match", line_no, line)
+    if not fields["actions"]:
+        raise ParseError(kind, "empty actions (output cut?)", line_no, line)
+    used = fields["used"]
+    if not _USED.match(used):
+        raise ParseError(kind, f"used {used!r} is neither 'never' nor seconds", line_no, line)
+    off = fields.get("offloaded")
+    if off not in (None, "yes", "no", "partial"):
+        raise ParseError(kind, f"offloaded {off!r} is not yes/no/partial", line_no, line)
+    return Flow(
+        match=", ".join(match_parts),
+        packets=to_int(kind, fields["packets"], line_no, line, "packets"),
+        bytes=to_int(kind, fields["bytes"], line_no, line, "bytes"),
+        used=used,
+        used_s=None if used == "never" else float(used[:-1]),
+        flags=fields.get("flags"),
+        offloaded=None if off is None else off == "yes",
+        dp=fields.get("dp"),
+        actions=fields["actions"],
+        ufid=fields.get("ufid"),
+        thread=thread,
+        dp_extra_info=fields.get("dp-extra-info"),
+        offload_state=off,
+    )

@@ -7,10 +7,10 @@ or pasted short, and is reported as an error rather than as zero loss.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import content_lines, normalize, numbered
+from vdpalab.parsers._common import Keeper, Unparsed, content_lines, is_noise, normalize, numbered
 
 PING = "ping"
 
@@ -34,6 +34,7 @@ class PingStats:
     pipe: int | None = None
     target: str | None = None
     flavour: str = "iputils"
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ _RTT = re.compile(
     r"(?P<rest>(?:, .*)?)$"
 )
 _PIPE = re.compile(r"^pipe (\d+)$")
+# what ping prints before its statistics besides replies: its header, errors per packet, warnings
+_PROGRESS = re.compile(r"^(?:PING |From \S+ |Request timeout|WARNING: |ping: |no answer yet|\d+ bytes from )")
 _IPG = re.compile(rf"^ipg/ewma ({_NUM})/({_NUM}) ms$")
 _REPLY = re.compile(
     r"^\d+ bytes from (?P<src>[^:]+?)(?: \([^)]*\))?: (?:icmp_)?seq=(?P<seq>\d+)"
@@ -96,6 +99,8 @@ def parse_ping(text: str) -> PingStats:
     if not tail:
         line_no, line = lines[head_idx]
         raise ParseError(kind, "statistics block ends after its header (output cut?)", line_no, line)
+    unparsed = [Unparsed(n, ln) for n, ln in lines[:head_idx]
+                if not (_PROGRESS.match(_strip_flood(ln)) or not _strip_flood(ln) or is_noise(ln))]
     tx_no, tx_line = tail[0]
     m = _TX.match(tx_line.strip())
     if not m:
@@ -104,22 +109,26 @@ def parse_ping(text: str) -> PingStats:
     dup = m.group("dup") or m.group("bbdup")
     rtt = [None, None, None, None]
     pipe = ipg = ewma = None
+    keep = Keeper(tail, text)
     for line_no, line in tail[1:]:
         s = line.strip()
-        if rm := _RTT.match(s):
-            if busybox != s.startswith("round-trip"):
-                raise ParseError(kind, "rtt line of another ping flavour", line_no, line)
-            rtt = [float(rm.group("min")), float(rm.group("avg")), float(rm.group("max")),
-                   float(rm.group("dev")) if rm.group("dev") else None]
-            p, i, e = _extras(kind, rm.group("rest"), line_no, line)
-            pipe = p if p is not None else pipe
-            ipg, ewma = (i, e) if i is not None else (ipg, ewma)
-        elif _PIPE.match(s.split(",")[0].strip()):
-            p, i, e = _extras(kind, s, line_no, line)
-            pipe = p
-            ipg, ewma = (i, e) if i is not None else (ipg, ewma)
-        else:
-            raise ParseError(kind, "unexpected line after the statistics (output cut or two runs?)", line_no, line)
+        with keep.line(line_no, line):
+            if rm := _RTT.match(s):
+                if busybox != s.startswith("round-trip"):
+                    raise ParseError(kind, "rtt line of another ping flavour", line_no, line)
+                p, i, e = _extras(kind, rm.group("rest"), line_no, line)
+                rtt = [float(rm.group("min")), float(rm.group("avg")), float(rm.group("max")),
+                       float(rm.group("dev")) if rm.group("dev") else None]
+                pipe = p if p is not None else pipe
+                ipg, ewma = (i, e) if i is not None else (ipg, ewma)
+            elif _PIPE.match(s.split(",")[0].strip()):
+                p, i, e = _extras(kind, s, line_no, line)
+                pipe = p
+                ipg, ewma = (i, e) if i is not None else (ipg, ewma)
+            else:
+                raise ParseError(kind, "unexpected line after the statistics (output cut or two runs?)", line_no,
+                                 line)
+    unparsed += keep.unparsed
     transmitted, received = int(m.group("tx")), int(m.group("rx"))
     if received > 0 and rtt[0] is None and not busybox:
         last_no, last = tail[-1]
@@ -140,6 +149,7 @@ def parse_ping(text: str) -> PingStats:
         pipe=pipe,
         target=target,
         flavour="busybox" if busybox else "iputils",
+        unparsed=unparsed,
     )
 
 

@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import content_lines, to_int
+from vdpalab.parsers._common import Keeper, Unparsed, content_lines, is_noise, nothing_understood, to_int
 
 MEMINFO = "meminfo"
 CMDLINE = "cmdline"
@@ -26,6 +26,7 @@ class Meminfo:
 
     fields: dict[str, int]
     units: dict[str, str | None] = field(default_factory=dict)
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def kib(self, name: str) -> int | None:
         """A kB field, or None when absent (a grepped paste may not have it)."""
@@ -39,16 +40,20 @@ def parse_meminfo(text: str) -> Meminfo:
     kind = MEMINFO
     fields: dict[str, int] = {}
     units: dict[str, str | None] = {}
-    for line_no, line in content_lines(kind, text):
-        m = _MEM_LINE.match(line)
-        if not m:
-            raise ParseError(kind, "expected 'Name:   value [kB]'", line_no, line)
-        name = m.group("name")
-        if name in fields:
-            raise ParseError(kind, f"{name} printed twice", line_no, line)
-        fields[name] = int(m.group("value"))
-        units[name] = m.group("unit")
-    return Meminfo(fields=fields, units=units)
+    lines = content_lines(kind, text)
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            m = _MEM_LINE.match(line)
+            if not m:
+                raise ParseError(kind, "expected 'Name:   value [kB]'", line_no, line)
+            name = m.group("name")
+            if name in fields:
+                raise ParseError(kind, f"{name} printed twice", line_no, line)
+            fields[name] = int(m.group("value"))
+            units[name] = m.group("unit")
+    nothing_understood(kind, fields, keep)
+    return Meminfo(fields=fields, units=units, unparsed=keep.unparsed)
 
 
 # -------------------------------------------------------------------------------------- cmdline
@@ -57,6 +62,7 @@ class Cmdline:
     """``/proc/cmdline`` as [KEY, VALUE or None] pairs, in order, repeats kept (the kernel uses the last)."""
 
     args: list[tuple[str, str | None]]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def last(self, key: str) -> str | None:
         """The value the kernel acts on for most parameters: the last one given."""
@@ -88,10 +94,9 @@ def parse_cmdline(text: str) -> Cmdline:
     if not text.endswith("\n"):
         line_no, line = lines[-1]
         raise ParseError(kind, "no final newline: /proc/cmdline always has one (output cut?)", line_no, line)
-    if len(lines) != 1:
-        line_no, line = lines[1]
-        raise ParseError(kind, "/proc/cmdline is one line; found more", line_no, line)
-    line_no, line = lines[0]
+    while len(lines) > 1 and is_noise(lines[0][1]):  # `$ cat /proc/cmdline` pasted with it
+        lines = lines[1:]
+    line_no, line = lines[0]  # /proc/cmdline is one line: whatever follows was pasted with it
     if "\x00" in line:
         raise ParseError(kind, "NUL byte: this is /proc/PID/cmdline, not /proc/cmdline", line_no, line)
     lexer = shlex.shlex(line, posix=True)
@@ -109,7 +114,7 @@ def parse_cmdline(text: str) -> Cmdline:
         if not key:
             raise ParseError(kind, f"argument {tok!r} has no key", line_no, line)
         args.append((key, value if eq else None))
-    return Cmdline(args=args)
+    return Cmdline(args=args, unparsed=[Unparsed(n, ln) for n, ln in lines[1:]])
 
 
 # --------------------------------------------------------------------------------------- mounts
@@ -134,6 +139,7 @@ class Mount:
 @dataclass(frozen=True)
 class Mounts:
     mounts: list[Mount]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def of_type(self, fstype: str) -> list[Mount]:
         return [m for m in self.mounts if m.fstype == fstype]
@@ -147,16 +153,20 @@ def parse_mounts(text: str) -> Mounts:
     """``/proc/mounts`` lines: 6 fields each, octal escapes (\\040) decoded."""
     kind = MOUNTS
     out: list[Mount] = []
-    for line_no, line in content_lines(kind, text):
-        f = line.split()
-        if len(f) != 6:
-            raise ParseError(kind, f"expected 6 fields, got {len(f)}", line_no, line)
-        out.append(Mount(
-            device=_unescape_mount(f[0]), mountpoint=_unescape_mount(f[1]), fstype=f[2],
-            options=f[3].split(","), dump=to_int(kind, f[4], line_no, line, "dump"),
-            passno=to_int(kind, f[5], line_no, line, "pass"),
-        ))
-    return Mounts(mounts=out)
+    lines = content_lines(kind, text)
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            f = line.split()
+            if len(f) != 6:
+                raise ParseError(kind, f"expected 6 fields, got {len(f)}", line_no, line)
+            out.append(Mount(
+                device=_unescape_mount(f[0]), mountpoint=_unescape_mount(f[1]), fstype=f[2],
+                options=f[3].split(","), dump=to_int(kind, f[4], line_no, line, "dump"),
+                passno=to_int(kind, f[5], line_no, line, "pass"),
+            ))
+    nothing_understood(kind, out, keep)
+    return Mounts(mounts=out, unparsed=keep.unparsed)
 
 
 # ---------------------------------------------------------------------------------------- lsmod
@@ -172,6 +182,7 @@ class Lsmod:
     """``lsmod`` (header optional, so ``lsmod | grep vd`` parses too)."""
 
     modules: dict[str, Module]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _LSMOD = re.compile(r"^(?P<name>\w+)\s+(?P<size>\d+)\s+(?P<count>-?\d+|-)(?:\s+(?P<by>\S+))?\s*$")
@@ -180,17 +191,21 @@ _LSMOD = re.compile(r"^(?P<name>\w+)\s+(?P<size>\d+)\s+(?P<count>-?\d+|-)(?:\s+(
 def parse_lsmod(text: str) -> Lsmod:
     kind = LSMOD
     mods: dict[str, Module] = {}
-    for line_no, line in content_lines(kind, text):
-        if re.match(r"^Module\s+Size\s+Used by\s*$", line):
-            continue
-        m = _LSMOD.match(line)
-        if not m:
-            raise ParseError(kind, "expected 'name size count [users]'", line_no, line)
-        by = m.group("by")
-        users = [u for u in by.split(",") if u] if by and not by.startswith("[") else []
-        if by and by.startswith("[") and not by.endswith("]"):
-            raise ParseError(kind, "unterminated [flag] (output cut?)", line_no, line)
-        count = m.group("count")
-        mods[m.group("name")] = Module(size=int(m.group("size")), used_count=None if count == "-" else int(count),
-                                       used_by=users)
-    return Lsmod(modules=mods)
+    lines = content_lines(kind, text)
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            if re.match(r"^Module\s+Size\s+Used by\s*$", line):
+                continue
+            m = _LSMOD.match(line)
+            if not m:
+                raise ParseError(kind, "expected 'name size count [users]'", line_no, line)
+            by = m.group("by")
+            users = [u for u in by.split(",") if u] if by and not by.startswith("[") else []
+            if by and by.startswith("[") and not by.endswith("]"):
+                raise ParseError(kind, "unterminated [flag] (output cut?)", line_no, line)
+            count = m.group("count")
+            mods[m.group("name")] = Module(size=int(m.group("size")), used_count=None if count == "-" else int(count),
+                                           used_by=users)
+    nothing_understood(kind, mods, keep)
+    return Lsmod(modules=mods, unparsed=keep.unparsed)

@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import normalize
+from vdpalab.parsers._common import PROMPT_RE, Unparsed, is_elision, normalize
 
 QEMU_CMDLINE = "qemu-cmdline"
 
@@ -54,6 +54,7 @@ class QemuCmdline:
     name: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     options: list[tuple[str, str | None]] = field(default_factory=list)
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 def _keyval(kind: str, text: str, implied: str, what: str) -> dict[str, str]:
@@ -146,44 +147,80 @@ class _At(Exception):
         self.needle = needle
 
 
+def _split_line(kind: str, line_no: int, line: str, last: bool) -> list[str] | None:
+    """Shell words of one physical line (its ' \\' continuation removed); None when it is not shell."""
+    text = line.rstrip()
+    text = text[:-1] if text.endswith("\\") else text
+    try:
+        return shlex.split(text, posix=True)
+    except ValueError as exc:
+        if last:
+            raise ParseError(kind, f"shell quoting does not close ({exc}; output cut?)", line_no, line) from None
+        return None
+
+
 def _parse(body: str) -> QemuCmdline:
+    """Line by line: a leading prompt is dropped, lines before the command that are not environment
+    assignments, elisions and lines that are no options are kept in ``unparsed``; the command goes on
+    while a line ends with ' \\' or the next line starts with an option."""
     kind = QEMU_CMDLINE
     if not body.strip():
         raise ParseError(kind, "empty input")
-    joined = re.sub(r"\\\n", " ", body).replace("\n", " ")
-    try:
-        tokens = shlex.split(joined, posix=True)
-    except ValueError as exc:
-        lines = body.rstrip("\n").split("\n")
-        raise ParseError(kind, f"shell quoting does not close ({exc}; output cut?)", len(lines), lines[-1]) from None
+    lines = [(n, ln) for n, ln in enumerate(body.split("\n"), start=1) if ln.strip()]
+    cut = not body.rstrip(" \t").endswith("\n")
+    unparsed: list[Unparsed] = []
     env: dict[str, str] = {}
-    i = 0
-    while i < len(tokens) and _ENV.match(tokens[i]) and not tokens[i].startswith("-"):
-        k, _, v = tokens[i].partition("=")
-        env[k] = v
-        i += 1
-    if i >= len(tokens):
-        raise ParseError(kind, "no QEMU binary after the environment")
-    binary = tokens[i]
-    if binary.startswith("-") or "qemu" not in binary.rsplit("/", 1)[-1]:
-        raise ParseError(kind, f"{binary!r} does not look like a QEMU binary", 1, body.split("\n")[0])
-    i += 1
+    binary: str | None = None
     options: list[tuple[str, str | None]] = []
-    while i < len(tokens):
-        tok = tokens[i]
-        if _SHELL_STOP.match(tok):
-            break
-        if not tok.startswith("-"):
-            raise _At(f"argument {tok!r} does not follow an option", tok)
-        opt = "-" + tok.lstrip("-")
-        if opt in _FLAGS:
-            options.append((opt, None))
-            i += 1
+    pending: str | None = None  # an option whose argument is on the next line
+    stopped = False
+    for idx, (line_no, line) in enumerate(lines):
+        last = idx == len(lines) - 1
+        if stopped or is_elision(line):
+            unparsed.append(Unparsed(line_no, line))
             continue
-        if i + 1 >= len(tokens) or _SHELL_STOP.match(tokens[i + 1]):
-            raise _At(f"option {opt} without its argument (output cut?)", tok)
-        options.append((opt, tokens[i + 1]))
-        i += 2
+        text = line
+        if binary is None:
+            text = PROMPT_RE.sub("", text, count=1)
+            text = re.sub(r"^\s*[$#] ", "", text)
+        words = _split_line(kind, line_no, text, last and cut)
+        if words is None:
+            unparsed.append(Unparsed(line_no, line))
+            continue
+        if binary is None:
+            while words and _ENV.match(words[0]) and not words[0].startswith("-"):
+                k, _, v = words.pop(0).partition("=")
+                env[k] = v
+            if not words:
+                continue
+            if words[0].startswith("-") or "qemu" not in words[0].rsplit("/", 1)[-1]:
+                unparsed.append(Unparsed(line_no, line))
+                continue
+            binary = words.pop(0)
+        if pending is None and words and not words[0].startswith("-") and not _SHELL_STOP.match(words[0]):
+            unparsed.append(Unparsed(line_no, line))  # no option here: not part of the command line
+        else:
+            for w in words:
+                if _SHELL_STOP.match(w):
+                    stopped = True
+                    break
+                if pending is not None:
+                    options.append((pending, w))
+                    pending = None
+                elif not w.startswith("-"):
+                    raise _At(f"argument {w!r} does not follow an option", w)
+                elif "-" + w.lstrip("-") in _FLAGS:
+                    options.append(("-" + w.lstrip("-"), None))
+                else:
+                    pending = "-" + w.lstrip("-")
+        following = lines[idx + 1][1].lstrip() if not last else ""
+        if binary is not None and not line.rstrip().endswith("\\") and not following.startswith("-"):
+            stopped = True
+    if binary is None:
+        first_no, first = lines[0]
+        raise ParseError(kind, "no QEMU binary (qemu-system-*) on any line", first_no, first)
+    if pending is not None:
+        raise _At(f"option {pending} without its argument (output cut?)", pending)
     netdevs: list[Netdev] = []
     devices: list[Device] = []
     memory = name = None
@@ -204,7 +241,7 @@ def _parse(body: str) -> QemuCmdline:
         elif opt == "-name":
             name = got
     return QemuCmdline(binary=binary, memory=memory, netdevs=netdevs, devices=devices,
-                       memory_mib=memory_mib, name=name, env=env, options=options)
+                       memory_mib=memory_mib, name=name, env=env, options=options, unparsed=unparsed)
 
 
 def _option(kind: str, opt: str, arg: str) -> Netdev | Device | int | str | None:

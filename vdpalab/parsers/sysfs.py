@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import content_lines
+from vdpalab.parsers._common import Keeper, Unparsed, content_lines, nothing_understood
 
 LS_L = "ls-l"
 
@@ -39,6 +39,7 @@ class Listing:
     entries: list[Entry]
     missing: list[str] = field(default_factory=list)
     elided: bool = False
+    unparsed: list[Unparsed] = field(default_factory=list)
 
     def get(self, name: str) -> Entry | None:
         for e in self.entries:
@@ -62,42 +63,46 @@ def parse_ls_l(text: str) -> Listing:
     entries: list[Entry] = []
     missing: list[str] = []
     elided = False
-    for line_no, line in content_lines(kind, text):
-        s = line.rstrip()
-        if m := re.match(r"^total (\d+)$", s):
-            total = int(m.group(1))
-            continue
-        if m := _MISSING.match(s):
-            missing.append(m.group("path"))
-            continue
-        if _SNIP.match(s.strip()):
-            elided = True
-            continue
-        m = _LS.match(s)
-        if not m:
-            raise ParseError(kind, "not an 'ls -l' line", line_no, line)
-        mode = m.group("mode")
-        typ = _TYPES[mode[0]]
-        rest = m.group("rest")
-        target = None
-        if typ == "link":
-            if " -> " not in rest:
-                raise ParseError(kind, "symlink without '-> target' (output cut?)", line_no, line)
-            rest, target = rest.split(" -> ", 1)
-            target = target.rstrip("@")
-        name = rest
-        # ls -F appends a type marker: '/' dir, '@' link, '*' executable, '|' fifo, '=' socket
-        if name not in (".", "..", "./", "../") and len(name) > 1 and name[-1] in "/@*|=":
-            name = name[:-1]
-        if name in ("./", "../"):
-            name = name[:-1]
-        if typ in ("char", "block") and m.group("major") is None:
-            raise ParseError(kind, "device node without 'major, minor'", line_no, line)
-        entries.append(Entry(
-            name=name, type=typ, mode=mode, links=int(m.group("links")), owner=m.group("owner"),
-            group=m.group("group"), size=int(m.group("size")) if m.group("size") else None,
-            major=int(m.group("major")) if m.group("major") else None,
-            minor=int(m.group("minor")) if m.group("minor") else None,
-            date=re.sub(r"\s+", " ", m.group("date")), target=target,
-        ))
-    return Listing(total=total, entries=entries, missing=missing, elided=elided)
+    lines = content_lines(kind, text)
+    keep = Keeper(lines, text)
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            s = line.rstrip()
+            if m := re.match(r"^total (\d+)$", s):
+                total = int(m.group(1))
+                continue
+            if m := _MISSING.match(s):
+                missing.append(m.group("path"))
+                continue
+            if _SNIP.match(s.strip()):
+                elided = True
+                continue
+            m = _LS.match(s)
+            if not m:
+                raise ParseError(kind, "not an 'ls -l' line", line_no, line)
+            mode = m.group("mode")
+            typ = _TYPES[mode[0]]
+            rest = m.group("rest")
+            target = None
+            if typ == "link":
+                if " -> " not in rest:
+                    raise ParseError(kind, "symlink without '-> target' (output cut?)", line_no, line)
+                rest, target = rest.split(" -> ", 1)
+                target = target.rstrip("@")
+            name = rest
+            # ls -F appends a type marker: '/' dir, '@' link, '*' executable, '|' fifo, '=' socket
+            if name not in (".", "..", "./", "../") and len(name) > 1 and name[-1] in "/@*|=":
+                name = name[:-1]
+            if name in ("./", "../"):
+                name = name[:-1]
+            if typ in ("char", "block") and m.group("major") is None:
+                raise ParseError(kind, "device node without 'major, minor'", line_no, line)
+            entries.append(Entry(
+                name=name, type=typ, mode=mode, links=int(m.group("links")), owner=m.group("owner"),
+                group=m.group("group"), size=int(m.group("size")) if m.group("size") else None,
+                major=int(m.group("major")) if m.group("major") else None,
+                minor=int(m.group("minor")) if m.group("minor") else None,
+                date=re.sub(r"\s+", " ", m.group("date")), target=target,
+            ))
+    nothing_understood(kind, entries or missing or total is not None, keep)
+    return Listing(total=total, entries=entries, missing=missing, elided=elided, unparsed=keep.unparsed)

@@ -15,6 +15,8 @@ from typing import Any
 
 from vdpalab.errors import ParseError
 from vdpalab.parsers._common import (
+    Keeper,
+    Unparsed,
     check_mac,
     content_lines,
     expect_type,
@@ -62,6 +64,24 @@ def _bool(kind: str, v: str | None, what: str, line_no: int | None, line: str | 
     return v == "true"
 
 
+_ERROR_LINE = re.compile(r"^(?:Error: |kernel answers: )")
+
+
+def _tool_error(kind: str, lines: list[tuple[int, str]]) -> None:
+    """The vdpa tool printed an error instead of (or after) its output: say so, as printed.
+
+    ``Error: vdpa: feature negotiation not complete.`` is what vstats answers before a driver has
+    finished feature negotiation on the device (iproute2 6.1 exits 0 with it, 6.15 exits 1).
+    """
+    for line_no, line in lines:
+        if line.startswith("Error: "):
+            why = line[len("Error: "):].strip()
+            if "feature negotiation not complete" in why:
+                raise ParseError(kind, "vdpa reported 'feature negotiation not complete': no driver has finished "
+                                       "feature negotiation on the device yet, so it has no statistics", line_no, line)
+            raise ParseError(kind, f"vdpa reported an error: {why}", line_no, line)
+
+
 def _json_section(kind: str, text: str, *keys: str, keep_duplicates: bool = False) -> dict[str, Any]:
     doc = load_json(kind, text, keep_duplicates=keep_duplicates)
     if keep_duplicates:
@@ -92,6 +112,7 @@ class Mgmtdev:
 @dataclass(frozen=True)
 class Mgmtdevs:
     mgmtdevs: dict[str, Mgmtdev]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 def parse_vdpa_mgmtdev(text: str) -> Mgmtdevs:
@@ -107,34 +128,39 @@ def parse_vdpa_mgmtdev(text: str) -> Mgmtdevs:
                                 max_supported_vqs=json_int(kind, raw.get("max_supported_vqs"), "max_supported_vqs"),
                                 dev_features=[str(f) for f in feats])
         return Mgmtdevs(mgmtdevs=out)
+    _tool_error(kind, lines)
     devs: dict[str, dict[str, Any]] = {}
     cur: dict[str, Any] | None = None
+    keep = Keeper(lines, text)
     for line_no, line in lines:
-        if not line[:1].isspace():
-            m = re.match(rf"^({_HANDLE}):$", line.strip())
-            if not m:
-                raise ParseError(kind, "expected 'MGMTDEV:'", line_no, line)
-            cur = {"supported_classes": None, "max_supported_vqs": None, "dev_features": []}
-            devs[m.group(1)] = cur
-            continue
-        if cur is None:
-            raise ParseError(kind, "detail before any management device", line_no, line)
-        key, _, rest = line.strip().partition(" ")
-        words = rest.split()
-        if key == "supported_classes":
-            cur["supported_classes"] = words
-        elif key == "max_supported_vqs":
-            if len(words) != 1:
-                raise ParseError(kind, "max_supported_vqs needs one value", line_no, line)
-            cur["max_supported_vqs"] = _int(kind, words[0], key, line_no, line)
-        elif key == "dev_features":
-            cur["dev_features"] = words
-        else:
-            raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
+        with keep.line(line_no, line):
+            if not line[:1].isspace():
+                m = re.match(rf"^({_HANDLE}):$", line.strip())
+                if not m:
+                    raise ParseError(kind, "expected 'MGMTDEV:'", line_no, line)
+                cur = {"supported_classes": None, "max_supported_vqs": None, "dev_features": []}
+                devs[m.group(1)] = cur
+                continue
+            if cur is None:
+                raise ParseError(kind, "detail before any management device", line_no, line)
+            key, _, rest = line.strip().partition(" ")
+            words = rest.split()
+            if key == "supported_classes":
+                cur["supported_classes"] = words
+            elif key == "max_supported_vqs":
+                if len(words) != 1:
+                    raise ParseError(kind, "max_supported_vqs needs one value", line_no, line)
+                cur["max_supported_vqs"] = _int(kind, words[0], key, line_no, line)
+            elif key == "dev_features":
+                cur["dev_features"] = words
+            else:
+                raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
+    if not devs:
+        raise ParseError(kind, "no management device in the output", *lines[0])
     for name, d in devs.items():
-        if not d["supported_classes"]:
+        if not d["supported_classes"] and not keep.unparsed:
             raise ParseError(kind, f"{name}: no supported_classes line (output cut?)")
-    return Mgmtdevs(mgmtdevs={k: Mgmtdev(**v) for k, v in devs.items()})
+    return Mgmtdevs(mgmtdevs={k: Mgmtdev(**v) for k, v in devs.items()}, unparsed=keep.unparsed)
 
 
 # ------------------------------------------------------------------------------------------ dev
@@ -150,6 +176,7 @@ class VdpaDev:
 @dataclass(frozen=True)
 class VdpaDevs:
     devs: dict[str, VdpaDev]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _DEV_LINE = re.compile(rf"^(?P<name>{_HANDLE}): (?P<rest>.*)$")
@@ -168,21 +195,27 @@ def parse_vdpa_dev(text: str) -> VdpaDevs:
                                 max_vqs=json_int(kind, raw.get("max_vqs"), "max_vqs"),
                                 max_vq_size=json_int(kind, raw.get("max_vq_size"), "max_vq_size"))
         return VdpaDevs(devs=out)
+    _tool_error(kind, lines)
     devs = {}
+    keep = Keeper(lines, text)
     for line_no, line in lines:
-        m = _DEV_LINE.match(line.strip())
-        if not m:
-            raise ParseError(kind, "expected 'NAME: type ... mgmtdev ...'", line_no, line)
-        kv = _pairs(kind, m.group("rest").split(), line_no, line)
-        if "type" not in kv or "mgmtdev" not in kv:
-            raise ParseError(kind, "device line without type/mgmtdev", line_no, line)
-        if "max_vq_size" not in kv:
-            raise ParseError(kind, "device line without max_vq_size (output cut?)", line_no, line)
-        devs[m.group("name")] = VdpaDev(type=kv["type"], mgmtdev=kv["mgmtdev"],
-                                        vendor_id=_int(kind, kv.get("vendor_id"), "vendor_id", line_no, line),
-                                        max_vqs=_int(kind, kv.get("max_vqs"), "max_vqs", line_no, line),
-                                        max_vq_size=_int(kind, kv.get("max_vq_size"), "max_vq_size", line_no, line))
-    return VdpaDevs(devs=devs)
+        with keep.line(line_no, line):
+            m = _DEV_LINE.match(line.strip())
+            if not m:
+                raise ParseError(kind, "expected 'NAME: type ... mgmtdev ...'", line_no, line)
+            kv = _pairs(kind, m.group("rest").split(), line_no, line)
+            if "type" not in kv or "mgmtdev" not in kv:
+                raise ParseError(kind, "device line without type/mgmtdev", line_no, line)
+            if "max_vq_size" not in kv:
+                raise ParseError(kind, "device line without max_vq_size (output cut?)", line_no, line)
+            devs[m.group("name")] = VdpaDev(
+                type=kv["type"], mgmtdev=kv["mgmtdev"],
+                vendor_id=_int(kind, kv.get("vendor_id"), "vendor_id", line_no, line),
+                max_vqs=_int(kind, kv.get("max_vqs"), "max_vqs", line_no, line),
+                max_vq_size=_int(kind, kv.get("max_vq_size"), "max_vq_size", line_no, line))
+    if not devs:
+        raise ParseError(kind, "no vdpa device in the output", *lines[0])
+    return VdpaDevs(devs=devs, unparsed=keep.unparsed)
 
 
 # --------------------------------------------------------------------------------------- config
@@ -200,6 +233,7 @@ class VdpaConfig:
 @dataclass(frozen=True)
 class VdpaConfigs:
     devs: dict[str, VdpaConfig]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 def parse_vdpa_config(text: str) -> VdpaConfigs:
@@ -220,34 +254,48 @@ def parse_vdpa_config(text: str) -> VdpaConfigs:
                 dev_features=[str(x) for x in expect_type(kind, raw.get("dev_features", []), list, "dev_features")],
             )
         return VdpaConfigs(devs=out)
+    _tool_error(kind, lines)
     devs: dict[str, dict[str, Any]] = {}
     cur: dict[str, Any] | None = None
+    keep = Keeper(lines, text)
     for line_no, line in lines:
-        if not line[:1].isspace():
-            m = _DEV_LINE.match(line.strip())
-            if not m:
-                raise ParseError(kind, "expected 'NAME: mac ... link ...'", line_no, line)
-            kv = _pairs(kind, m.group("rest").split(), line_no, line)
-            unknown = set(kv) - {"mac", "link", "link_announce", "max_vq_pairs", "mtu"}
-            if unknown:
-                raise ParseError(kind, f"unknown attributes {sorted(unknown)}", line_no, line)
-            link = kv.get("link")
-            if link is not None and link not in ("up", "down"):
-                raise ParseError(kind, f"link {link!r} is neither up nor down", line_no, line)
-            cur = {"mac": check_mac(kind, kv["mac"], line_no, line) if "mac" in kv else None, "link": link,
-                   "link_announce": _bool(kind, kv.get("link_announce"), "link_announce", line_no, line),
-                   "max_vq_pairs": _int(kind, kv.get("max_vq_pairs"), "max_vq_pairs", line_no, line),
-                   "mtu": _int(kind, kv.get("mtu"), "mtu", line_no, line),
-                   "negotiated_features": [], "dev_features": []}
-            devs[m.group("name")] = cur
-            continue
-        if cur is None:
-            raise ParseError(kind, "detail before any device", line_no, line)
-        key, _, rest = line.strip().partition(" ")
-        if key not in ("negotiated_features", "dev_features"):
-            raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
-        cur[key] = rest.split()
-    return VdpaConfigs(devs={k: VdpaConfig(**v) for k, v in devs.items()})
+        with keep.line(line_no, line):
+            cur = _config_line(kind, devs, cur, line_no, line)
+    if not devs:
+        raise ParseError(kind, "no vdpa device in the output", *lines[0])
+    return VdpaConfigs(devs={k: VdpaConfig(**v) for k, v in devs.items()}, unparsed=keep.unparsed)
+
+
+def _config_line(kind: str, devs: dict[str, dict[str, Any]], cur: dict[str, Any] | None, line_no: int,
+                 line: str) -> dict[str, Any] | None:
+    """One line of ``vdpa dev config show``: 'NAME: mac ... link ...' (VDUSE: 'NAME:' alone) or a detail."""
+    if not line[:1].isspace():
+        name_only = re.match(rf"^({_HANDLE}):$", line.strip())
+        m = None if name_only else _DEV_LINE.match(line.strip())
+        if not (m or name_only):
+            raise ParseError(kind, "expected 'NAME: mac ... link ...'", line_no, line)
+        kv = _pairs(kind, m.group("rest").split(), line_no, line) if m else {}
+        unknown = set(kv) - {"mac", "link", "link_announce", "max_vq_pairs", "mtu"}
+        if unknown:
+            raise ParseError(kind, f"unknown attributes {sorted(unknown)}", line_no, line)
+        link = kv.get("link")
+        if link is not None and link not in ("up", "down"):
+            raise ParseError(kind, f"link {link!r} is neither up nor down", line_no, line)
+        cur = {"mac": check_mac(kind, kv["mac"], line_no, line) if "mac" in kv else None, "link": link,
+               "link_announce": _bool(kind, kv.get("link_announce"), "link_announce", line_no, line),
+               "max_vq_pairs": _int(kind, kv.get("max_vq_pairs"), "max_vq_pairs", line_no, line),
+               "mtu": _int(kind, kv.get("mtu"), "mtu", line_no, line),
+               "negotiated_features": [], "dev_features": []}
+        devs[name_only.group(1) if name_only else m.group("name")] = cur  # type: ignore[union-attr]
+        return cur
+    if cur is None:
+        raise ParseError(kind, "detail before any device", line_no, line)
+    key, _, rest = line.strip().partition(" ")
+    if key not in ("negotiated_features", "dev_features"):
+        raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
+    cur[key] = rest.split()
+    return cur
+
 
 
 # --------------------------------------------------------------------------------------- vstats
@@ -271,6 +319,7 @@ class VqStats:
 @dataclass(frozen=True)
 class VdpaVstats:
     devs: dict[str, VqStats]
+    unparsed: list[Unparsed] = field(default_factory=list)
 
 
 _QTYPES = {"rx", "tx", "control_vq", "cvq"}
@@ -314,8 +363,10 @@ def parse_vdpa_vstats(text: str) -> VdpaVstats:
                 raise ParseError(kind, f"{name}: expected an object")
             out[name] = _vq_from_pairs(kind, name, [(k, pairs_to_dict(v)) for k, v in body])
         return VdpaVstats(devs=out)
+    _tool_error(kind, lines)
     blocks: dict[str, list[tuple[int, str, str]]] = {}
     current: str | None = None
+    keep = Keeper(lines, text)
     for line_no, line in lines:
         s = line.strip()
         if m := re.match(rf"^({_HANDLE}):$", s):
@@ -328,24 +379,55 @@ def parse_vdpa_vstats(text: str) -> VdpaVstats:
             blocks.setdefault(current, []).append((line_no, line, m.group("rest")))
             continue
         if current is None:
-            raise ParseError(kind, "statistics before any device name", line_no, line)
+            with keep.line(line_no, line):
+                raise ParseError(kind, "statistics before any device name", line_no, line)
+            continue
         blocks[current].append((line_no, line, s))
     out = {}
     for name, rows in blocks.items():
         if not rows:
             raise ParseError(kind, f"{name}: no statistics (output cut?)")
-        words: list[str] = []
-        for _, _, rest in rows:
-            words.extend(rest.split())
         line_no, line = rows[-1][0], rows[-1][1]
-        kv = _pairs(kind, words, line_no, line)
-        qtype = kv.pop("queue_type", kv.pop("qtype", None))
-        if qtype is not None and qtype not in _QTYPES:
-            raise ParseError(kind, f"queue type {qtype!r} unknown", line_no, line)
-        qidx_raw = kv.pop("queue_index", kv.pop("qidx", None))
-        counters = {k: _int(kind, v, k, line_no, line) for k, v in kv.items()}
-        if not counters:
-            raise ParseError(kind, f"{name}: no counters (output cut?)", line_no, line)
-        out[name] = VqStats(queue_type=qtype, queue_index=_int(kind, qidx_raw, "queue_index", line_no, line),
-                            counters=counters)  # type: ignore[arg-type]
-    return VdpaVstats(devs=out)
+        with keep.line(line_no, line):
+            out[name] = _vq_from_words(kind, [w for _, _, rest in rows for w in rest.split()], line_no, line)
+    if not out:
+        raise ParseError(kind, "no statistics in the output", *lines[0])
+    return VdpaVstats(devs=out, unparsed=keep.unparsed)
+
+
+def _vq_from_words(kind: str, words: list[str], line_no: int, line: str) -> VqStats:
+    """'queue_type rx queue_index 0 received_desc 5 completed_desc 5' (mlx5), 'queue_type tx tx packets 11
+    tx bytes 858' (vdpa_sim: counter names of several words) or 'name received_desc value 5' pairs."""
+    qtype = qidx = None
+    counters: dict[str, int] = {}
+    name: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if not name and w in ("queue_type", "qtype") and i + 1 < len(words):
+            qtype = words[i + 1]
+            i += 2
+            continue
+        if not name and w in ("queue_index", "qidx") and i + 1 < len(words):
+            qidx = _int(kind, words[i + 1], "queue_index", line_no, line)
+            i += 2
+            continue
+        if not name and w == "name" and i + 3 < len(words) and words[i + 2] == "value":
+            counters[words[i + 1]] = _int(kind, words[i + 3], words[i + 1], line_no, line) or 0
+            i += 4
+            continue
+        if re.fullmatch(r"\d+", w):
+            if not name:
+                raise ParseError(kind, f"value {w} without a counter name", line_no, line)
+            counters[" ".join(name)] = int(w)
+            name = []
+        else:
+            name.append(w)
+        i += 1
+    if name:
+        raise ParseError(kind, f"counter {' '.join(name)!r} without a value (output cut?)", line_no, line)
+    if qtype is not None and qtype not in _QTYPES:
+        raise ParseError(kind, f"queue type {qtype!r} unknown", line_no, line)
+    if not counters:
+        raise ParseError(kind, "no counters (output cut?)", line_no, line)
+    return VqStats(queue_type=qtype, queue_index=qidx, counters=counters)
