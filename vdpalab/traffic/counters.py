@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from vdpalab.config import BridgeSettings, GuestSettings, Lab
 from vdpalab.errors import HostError, ParseError
 from vdpalab.hosts.base import Host
+from vdpalab.parsers._common import describe_unparsed
 from vdpalab.parsers.ovs import DumpPorts, PortStats, parse_dump_ports
 
 COMPARED = ("rx_packets", "tx_packets")
@@ -260,8 +261,11 @@ def judge_symmetry(
         for port in pair.ports:
             b, a = before.stats(pair.bridge, port), after.stats(pair.bridge, port)
             if port != pair.local and (b is None or a is None):
+                dump = (before if b is None else after).ports.get(pair.bridge)
+                kept = "; ".join(describe_unparsed(dump)[1:]).strip() if dump is not None else ""
                 report.problems.append(f"{pair.bridge}: port {port} missing from dump-ports "
-                                       f"({'before' if b is None else 'after'} the traffic)")
+                                       f"({'before' if b is None else 'after'} the traffic)"
+                                       + (f"; lines not understood: {kept}" if kept else ""))
             per_port[port] = {c: _delta(b, a, c) for c in (*COMPARED, *MUST_BE_ZERO)}
         report.deltas[pair.bridge] = per_port
         up, rep = per_port[pair.uplink], per_port[pair.representor]

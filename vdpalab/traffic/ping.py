@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
 from vdpalab.hosts.base import CommandResult, Host
+from vdpalab.parsers._common import describe_unparsed
 from vdpalab.parsers.ping import PingStats, parse_ping, reply_rtts_ms
 
 # iputils refuses intervals below 2 ms for non-root users
@@ -120,4 +121,6 @@ def ping_problems(run: PingRun) -> list[str]:
         problems.append(f"{run.label}: replies received but no rtt figures printed")
     if s.duplicates:
         problems.append(f"{run.label}: {s.duplicates} duplicate replies (a loop or a flooding bridge?)")
+    if problems and s.unparsed:  # what ping printed that the parser did not understand may say why
+        problems.append(f"{run.label}: " + " ".join(describe_unparsed(s)))
     return problems
