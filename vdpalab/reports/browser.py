@@ -218,3 +218,37 @@ def inspect_page(html: str | os.PathLike[str], *, selector: str = "#headline", w
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def page_screenshot(html: str | os.PathLike[str], png: str | os.PathLike[str], *, selector: str = "#headline",
+                    width: int = 1280, height: int = 900, first_screen: int = 900) -> PageCheck:
+    """A screenshot for the docs, refused unless the page is clean: no console errors, and ``selector``
+    present, visible and starting within the first ``first_screen`` pixels."""
+    check = inspect_page(html, selector=selector, width=width, height=height)
+    problems = list(check.console_errors)
+    if check.element is None:
+        problems.append(f"{selector} is missing")
+    elif not check.element["visible"] or check.element["top"] >= first_screen:
+        problems.append(f"{selector} is not visible in the first {first_screen} pixels: {check.element}")
+    if problems:
+        raise RuntimeError(f"{html}: " + "; ".join(problems))
+    Path(png).write_bytes(check.png)
+    return check
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vdpalab.reports.browser PAGE.html OUT.png [HEIGHT]`` (used by scripts/screenshots.sh)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3):
+        print("usage: python -m vdpalab.reports.browser PAGE.html OUT.png [HEIGHT]", file=sys.stderr)
+        return 2
+    check = page_screenshot(args[0], args[1], height=int(args[2]) if len(args) == 3 else 900)
+    print(f"{args[1]}: {check.title}; headline at {check.element['top'] if check.element else '?'} px, "
+          "no console errors")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
