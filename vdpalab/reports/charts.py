@@ -174,12 +174,11 @@ def wrap_label(text: str, width: int = 56) -> str:
     import textwrap
 
     lines: list[str] = []
-    for part in text.split(" · "):
-        piece = (" · " if lines else "") + part
-        if lines and len(lines[-1]) + len(piece) <= width:
-            lines[-1] += piece
+    for k, part in enumerate(text.split(" · ")):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
         else:
-            lines.extend(textwrap.wrap(part, width, break_on_hyphens=False) or [""])
+            lines.extend(textwrap.wrap(("· " if k else "") + part, width, break_on_hyphens=False) or [""])
     return "\n".join(lines)
 
 
