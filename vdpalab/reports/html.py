@@ -30,6 +30,7 @@ from vdpalab.reports.view import (
     RunView,
     SparkPoint,
     build_view,
+    first_line,
     fmt_value,
     verdict_text,
 )
@@ -192,7 +193,7 @@ def render_html(
         history_url=history_url, fingerprint_rows=_fingerprint_rows(view), labs_text=", ".join(run.labs) or "no lab",
         commands=run.commands[:MAX_COMMAND_ROWS], more_commands=max(0, len(run.commands) - MAX_COMMAND_ROWS),
         bad_commands=sum(1 for c in run.commands if c.rc not in (0, None)), anchor=anchor,
-        change_class=change_class, version=__version__, generated=iso(time.time()),
+        change_class=change_class, first_line=first_line, version=__version__, generated=iso(time.time()),
         trend_href=view.context.trend_href,
     )
 

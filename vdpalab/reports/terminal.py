@@ -18,6 +18,7 @@ from vdpalab.reports.view import (
     FigureView,
     LabView,
     RunView,
+    first_line,
     fmt_value,
     terminal_figure,
     verdict_text,
@@ -69,8 +70,8 @@ def _rows(lab: LabView) -> tuple[list[tuple[list[str], dict[str, bool], str]], l
         figures = [f for f in check.figures if terminal_figure(f)]
         markup = {"red": True} if check.bad else {}
         message = ""
-        if check.bad and check.message.strip():
-            message = check.message.strip().splitlines()[0][:MAX_MESSAGE]
+        if check.bad:
+            message = first_line(check.message, MAX_MESSAGE)
         if not figures:
             if check.bad:
                 rows.append(([_check_label(check), "—", "", "", "", "", ""], markup, message))
@@ -133,7 +134,7 @@ def summary_lines(view: RunView, *, width: int = 160) -> list[Line]:
             out.append([(f"passed, no key figures: {', '.join(quiet)}", {"green": True})])
         skipped = [c for c in lab.checks if c.outcome == "skipped"]
         for c in skipped:
-            reason = c.message.strip().splitlines()[0][:MAX_MESSAGE] if c.message.strip() else ""
+            reason = first_line(c.message, MAX_MESSAGE)
             out.append([(f"skipped {c.title}: {reason}", {"yellow": True})])
     if view.run.run_id:
         out.append([(f"run {view.run.run_id} started {iso(view.run.started)}; "

@@ -33,6 +33,18 @@ OUTCOME_ORDER = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
 # --------------------------------------------------------------------------- names
 
 
+def first_line(message: str, limit: int = 200) -> str:
+    """The line of a failure message worth showing: the first, joined with the next when it only
+    announces a list (``threshold verdicts failed:``)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    text = lines[0]
+    if text.endswith(":") and len(lines) > 1:
+        text = f"{text} {lines[1]}"
+    return text[:limit]
+
+
 def fmt_value(value: float | None, unit: str = "") -> str:
     """Four significant digits, thousands grouped, with the unit: ``1.238 Gbit/s``, ``20,000 packets``."""
     if value is None or math.isnan(value):
@@ -358,7 +370,7 @@ def _status_figures(lab: str, outcomes: Sequence[TestOutcome], results: Sequence
         n_ok = sum(o.outcome == "passed" for o in sym)
         text = f"{n_ok}/{len(sym)} symmetric" if worst != "skipped" else "skipped"
         detail = (f"largest rx−tx gap {fmt_value(max(diffs), 'packets')}" if diffs
-                  else (sym[0].message.splitlines()[0] if sym[0].message else ""))
+                  else first_line(sym[0].message))
         out.append(StatusFigure("Counter symmetry", worst, text, detail))
     ev = [o for o in outcomes if check_name(o.test_id) == "test_vdpa_evidence"]
     if ev:
@@ -371,8 +383,7 @@ def _status_figures(lab: str, outcomes: Sequence[TestOutcome], results: Sequence
             text = "not applicable"
         else:
             text = "NO"
-        detail = o.message.strip().splitlines()[0] if o.message.strip() else ""
-        out.append(StatusFigure("vDPA evidence used", o.outcome, text, detail[:200]))
+        out.append(StatusFigure("vDPA evidence used", o.outcome, text, first_line(o.message)))
     return out
 
 
@@ -447,7 +458,7 @@ def verdict_text(v: Verdict) -> str:
 
 __all__ = [
     "HEADLINES", "Baseline", "CheckView", "FigureView", "HeadlineSpec", "HeadlineView", "LabView", "ReportContext",
-    "RunView", "StatusFigure", "build_context", "build_view", "check_name", "fmt_value",
+    "RunView", "StatusFigure", "build_context", "build_view", "check_name", "first_line", "fmt_value",
     "param_id", "verdict_text",
 ]
 
