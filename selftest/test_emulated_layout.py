@@ -162,3 +162,41 @@ def test_cli_registers_lab_actions() -> None:
     args = parser.parse_args(["lab", "status", "--json"])
     assert (args.action, args.lab, args.json) == ("status", "lab.toml", True)
     assert parser.parse_args(["lab", "down"]).action == "down"
+
+
+def test_run_netns_mount_is_undone_by_whichever_lab_goes_down_last(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lab a's first namespace mounts /run/netns, lab b finds it mounted; a goes down first, then b.
+
+    The state before any lab is kept machine-wide, so b (whose own record says "was mounted") still
+    unmounts it once the directory is empty. Mounts are simulated: the decision logic is under test.
+    """
+    from vdpalab.emulated import netns_lab
+
+    run_netns = tmp_path / "netns"
+    run_netns.mkdir()
+    mounted: list[str] = []
+    unmounted: list[list[str]] = []
+    monkeypatch.setattr(netns_lab, "NETNS_RUN_DIR", str(run_netns))
+    monkeypatch.setattr(netns_lab, "RUN_NETNS_NOTE", tmp_path / "note.json")
+    monkeypatch.setattr(netns_lab, "_mountpoints", lambda: list(mounted))
+
+    def fake_umount(argv: list[str], **_: object) -> Any:
+        unmounted.append(argv)
+        mounted.remove(argv[1])
+        return type("R", (), {"returncode": 0})()
+
+    monkeypatch.setattr(netns_lab.subprocess, "run", fake_umount)
+    record_a = netns_lab._note_run_netns()  # lab a: not mounted yet, noted machine-wide
+    mounted.append(str(run_netns))
+    (run_netns / "vdpalab-a-host").touch()
+    (run_netns / "vdpalab-b-host").touch()
+    record_b = netns_lab._note_run_netns()  # lab b: finds a's mount
+    assert (record_a["mounted"], record_b["mounted"]) == (False, True)
+    (run_netns / "vdpalab-a-host").unlink()
+    assert netns_lab._restore_run_netns(record_a) == []  # b's namespace is still there
+    assert unmounted == [] and (tmp_path / "note.json").exists()
+    (run_netns / "vdpalab-b-host").unlink()
+    assert netns_lab._restore_run_netns(record_b) == [f"unmounted {run_netns} (made a mount point by the first "
+                                                       "namespace)"]
+    assert unmounted == [["umount", str(run_netns)]] and not (tmp_path / "note.json").exists()
