@@ -362,7 +362,8 @@ def test_datapath_evidence_test_falls_back_to_vstats_and_says_so() -> None:
         return f'{{"vstats":{{"{dev}":{{"queue_type":"{"rx" if q == 0 else "tx"}","received_desc":{n},' \
                f'"completed_desc":{n}}}}}}}'
 
-    answers: dict[str, list[str] | str] = {"journalctl -k": no_map, "ovs-vswitchd.log": ""}
+    answers: dict[str, list[str] | str] = {"--show-cursor": "-- cursor: s=9;i=9\n", "journalctl -k": no_map,
+                                           "ovs-vswitchd.log": ""}
     for dev in ("vdpa0", "vdpa1"):
         for q in (0, 1):
             answers[f"vstats show {dev} qidx {q}"] = [vs(dev, q, 100), vs(dev, q, 1100)]
@@ -372,8 +373,21 @@ def test_datapath_evidence_test_falls_back_to_vstats_and_says_so() -> None:
     assert ("vdpa_evidence_ok", 1.0, {"evidence": "vstats"}) in record.metrics
     deltas = [m for m in record.metrics if m[0] == "vq_completed_desc_delta"]
     assert len(deltas) == 4 and all(m[1] == 1000 for m in deltas)
-    assert "journalctl -k -b" in host.calls[0]  # no session marker: from the start of the log
+    # no session marker: the test takes its own first (before its traffic), never reads the whole log
+    assert "--show-cursor" in host.calls[0] and "--after-cursor='s=9;i=9'" in host.calls[1]
+    assert not any(" -b " in c for c in host.calls)
     assert guests.a.host.calls and guests.b.host.calls  # traffic both ways while the counters were read
+
+
+def test_datapath_evidence_test_without_any_marker_never_reads_the_whole_log() -> None:
+    lab, guests = _guests(PING_OK)
+    answers: dict[str, list[str] | str] = {"journalctl -k": SEED_LOG, "ovs-vswitchd.log": ""}
+    host = _AnswerHost("c83g155", answers)  # neither journalctl --show-cursor nor dmesg answer
+    record = _Recorder()
+    with pytest.raises(AssertionError):  # no vstats either: nothing proves it, and the old log is not taken
+        _evidence_test()(lab, _Session(), host, guests, None, record)
+    assert not any("journalctl -k" in c for c in host.calls), host.calls
+    assert "kernel log not read" in record.attachments["kernel log: mlx5 lines since the marker"]
 
 
 def test_datapath_evidence_test_fails_with_the_reason_when_nothing_proves_it() -> None:

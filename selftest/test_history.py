@@ -159,7 +159,7 @@ def test_resolve_run_references(tmp_path: Path) -> None:
 
 def test_status_from_pytest_exit_status() -> None:
     assert [status_from_exitstatus(c) for c in range(6)] == [
-        "complete", "complete", "failed", "failed", "failed", "complete"]
+        "complete", "complete", "failed", "failed", "failed", "incomplete"]  # 5: nothing collected, not complete
 
 
 def test_store_errors_do_not_lose_the_report(tmp_path: Path) -> None:

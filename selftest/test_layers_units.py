@@ -485,7 +485,8 @@ def test_a_guest_that_never_answers_ssh_shows_its_console(lab: Lab, tmp_path: Pa
 def test_netns_guest_is_configured_and_down_removes_the_address(emulated: Lab, tmp_path: Path) -> None:
     single = emulated.model_copy(update={"guest": emulated.guest[:1]})
     link = (
-        "2: eth0@if7: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 1000\n"
+        # the emulated builder creates every veth end with the lab's datapath MTU (9000), as lab.toml's guests want
+        "2: eth0@if7: <BROADCAST,MULTICAST> mtu 9000 qdisc noop state DOWN mode DEFAULT group default qlen 1000\n"
         "    link/ether 5e:1c:2a:90:11:7b brd ff:ff:ff:ff:ff:ff link-netns vdpalab-emu-host\n"
     )
     guest = ScriptedHost.from_pairs(

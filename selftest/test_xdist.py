@@ -360,7 +360,7 @@ def test_without_xdist_the_same_tests_have_the_same_outcomes(two_labs: TwoLabs) 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("breakage", ["preflight", "infrastructure"])
-def test_a_broken_bringup_is_the_same_skip_reason_on_every_worker(tmp_path: Path, breakage: str) -> None:
+def test_a_broken_bringup_is_the_same_error_on_every_worker(tmp_path: Path, breakage: str) -> None:
     _need_root()
     env: dict[str, str] = {}
     if breakage == "preflight":  # a lab that passes check-lab but whose preflight breaks at bring-up
@@ -396,7 +396,8 @@ def test_a_broken_bringup_is_the_same_skip_reason_on_every_worker(tmp_path: Path
     assert len(reasons) == 5 and len({workers.get(t) for t in reasons}) == 2, info
     assert len(set(reasons.values())) == 1, f"different reasons: {reasons}\n{info}"
     assert cause in next(iter(reasons.values())), f"{cause!r} not in the reason\n{info}"
-    assert all(o == "skipped" for t, o in run.outcomes.items() if t.startswith("tests_datapath/")), info
+    assert all(o == "error" for o in run.outcomes.values()), info  # a broken lab is never a skip
+    assert run.rc == 1, info
     assert leftovers == [], f"the run left: {leftovers}; the test removed {removed}\n{info}"
 
 

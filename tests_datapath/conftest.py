@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 import pytest
 
 from fixtures.lab_options import labs_of
+from fixtures.lab_session import GuestPair, require_layers
 from vdpalab.config import Lab
 from vdpalab.evidence import LogMarker, take_marker
 
@@ -57,6 +58,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("tcp_streams", streams, ids=[f"P{n}" for n in streams])
     if "frame_case" in metafunc.fixturenames:
         metafunc.parametrize("frame_case", FRAME_CASES)
+
+
+def _guest_tool(lab: Lab, guests: GuestPair, tool: str, switch: str, needed_for: str) -> GuestPair:
+    """Both guests have ``tool``, or the lab turned the check off; a guest without it is an ERROR of the lab."""
+    if not getattr(lab.checks, switch):
+        pytest.skip(f"lab {lab.lab.name} turns this check off ([checks] {switch} = false)")
+    missing = [g.name for g in (guests.a, guests.b) if not g.host.run(f"command -v {tool}", timeout=10).ok]
+    if missing:
+        pytest.fail(f"{tool} (needed for {needed_for}) is not installed on guest(s) {', '.join(missing)} of lab "
+                    f"{lab.lab.name}: install it, or turn the check off with [checks] {switch} = false",
+                    pytrace=False)
+    return guests
+
+
+@pytest.fixture
+def iperf3_guests(lab: Lab, guests: GuestPair) -> GuestPair:
+    """The guests, with iperf3 on both (``[checks] iperf3 = false`` turns the iperf3 checks off)."""
+    return _guest_tool(lab, guests, lab.traffic.iperf3.binary, "iperf3", "TCP/UDP load")
+
+
+@pytest.fixture
+def python3_guests(lab: Lab, guests: GuestPair) -> GuestPair:
+    """The guests, with python3 on both (``[checks] crafted_frames = false`` turns the crafted frames off)."""
+    return _guest_tool(lab, guests, "python3", "crafted_frames", "raw-socket send/sniff of crafted frames")
+
+
+@pytest.fixture
+def vdpa_layer(lab_session: object) -> None:
+    """The vdpa layer is up: skip where the lab has none (NOT APPLICABLE), ERROR where it broke."""
+    require_layers(lab_session, "vdpa")  # type: ignore[arg-type]
 
 
 @pytest.fixture

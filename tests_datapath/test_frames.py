@@ -13,21 +13,29 @@ chance, so "did not arrive" is a finding, not a timeout.
   the seed calls that harmless and nothing here fails on it;
 * a VLAN 100 tagged frame must arrive with its tag: ports with neither ``tag`` nor
   ``trunks`` are trunks for every VLAN in OVS NORMAL;
-* an IP packet one byte over guest b's MTU must NOT arrive. Where it stopped is recorded:
-  usually guest a's own kernel refuses it (EMSGSIZE) when both MTUs are equal.
+* an IP packet one byte over guest b's MTU must NOT arrive. For that case guest a's MTU is
+  raised above b's (and restored), so the frame leaves the sender and must be dropped on the
+  way (by the representor's or the bridge's MTU); where it stopped is recorded. If it still
+  never left the sender, the datapath was not exercised: the test skips saying so, never passes.
 
-Skips (with the reason) when a guest has no python3 (e.g. a busybox image).
+A guest without python3 is an ERROR of the lab unless the lab file says
+``[checks] crafted_frames = false`` (e.g. a busybox image).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import pytest
 
 from fixtures.lab_session import GuestPair
 from vdpalab.config import Lab
-from vdpalab.traffic.frames import FrameRound, build_cases, describe_outcome, dropped_at, frame_problems, has_python3
+from vdpalab.traffic.frames import FrameRound, build_cases, describe_outcome, dropped_at, frame_problems
 
 pytestmark = [pytest.mark.datapath, pytest.mark.measures]
+
+OVERSIZE_HEADROOM = 100  # bytes the sender's MTU is raised above the receiver's for the oversize case
 
 
 def _mtu(guest) -> int:  # type: ignore[no-untyped-def]
@@ -36,22 +44,45 @@ def _mtu(guest) -> int:  # type: ignore[no-untyped-def]
     return int(value) if result.ok and value.isdigit() else guest.settings.mtu
 
 
+@contextmanager
+def _sender_mtu_above(guest, receiver_mtu: int) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Raise the sender's MTU above the receiver's for the oversize case (restored afterwards).
+
+    With equal MTUs the sender's own kernel refuses the frame (EMSGSIZE) and the datapath is
+    never exercised; above it the frame leaves the sender and must be dropped on the way.
+    """
+    before = _mtu(guest)
+    wanted = receiver_mtu + OVERSIZE_HEADROOM
+    if before >= wanted:
+        yield f"sender MTU {before} already above the receiver's {receiver_mtu}"
+        return
+    iface = guest.settings.interface
+    result = guest.host.run(["ip", "link", "set", "dev", iface, "mtu", str(wanted)], timeout=10)
+    if not result.ok:
+        pytest.skip(f"the oversize frame cannot leave {guest.name}: its MTU cannot go above the receiver's "
+                    f"{receiver_mtu} ({result.stderr.strip() or f'rc={result.rc}'}): the datapath would not be "
+                    "exercised")
+    try:
+        yield f"sender MTU raised {before} -> {wanted} for this case (receiver MTU {receiver_mtu})"
+    finally:
+        guest.host.run(["ip", "link", "set", "dev", iface, "mtu", str(before)], timeout=10)
+
+
 @pytest.mark.timeout(90)
-def test_crafted_frame(lab: Lab, guests: GuestPair, frame_case: str, record) -> None:
-    for guest in (guests.a, guests.b):
-        if not has_python3(guest.host):
-            pytest.skip(f"guest {guest.name} has no python3 (needed for raw-socket send/sniff)")
-    a, b = guests.a, guests.b
+def test_crafted_frame(lab: Lab, python3_guests: GuestPair, frame_case: str, record) -> None:
+    a, b = python3_guests.a, python3_guests.b
+    receiver_mtu = _mtu(b)
     cases = build_cases(
         src_mac=a.settings.mac, dst_mac=b.settings.mac, src_ip=a.address, dst_ip=b.address,
-        receiver_mtu=_mtu(b),
+        receiver_mtu=receiver_mtu,
     )
     case = cases[frame_case]
     rnd = FrameRound(a.host, a.settings.interface, a.settings.mac, b.host, b.settings.interface)
-    (outcome,) = rnd.run([case])
+    with _sender_mtu_above(a, receiver_mtu) if not case.must_arrive else nullcontext("") as mtu_note:
+        (outcome,) = rnd.run([case])
     description = describe_outcome(outcome)
     if not case.must_arrive:
-        description += f"\n  dropped at: {dropped_at(outcome)}"
+        description += f"\n  {mtu_note}\n  dropped at: {dropped_at(outcome)}"
     record.attach(f"frame {frame_case}", description)
     params = {"case": frame_case, "direction": f"{a.name}->{b.name}", "frame_bytes": len(case.frame)}
     record("frames_received", len(outcome.received), "frames", params=params,
@@ -59,3 +90,6 @@ def test_crafted_frame(lab: Lab, guests: GuestPair, frame_case: str, record) -> 
     record("noise_frames_ignored", sum(outcome.noise.values()), "frames", params=params, better="lower")
     problems = frame_problems(outcome, b.name)
     assert not problems, "\n".join(problems) + "\n" + description
+    if not case.must_arrive and outcome.send_error:
+        pytest.skip(f"{frame_case}: the frame never left {a.name} ({outcome.send_error}): the datapath was not "
+                    "exercised, so its drop proves nothing")

@@ -7,7 +7,8 @@ datagrams; the judge fails a loss over ``thresholds.udp_loss_pct_max``. The serv
 one-off ``iperf3 -s -1`` on a port checked free with ``ss -ltn`` on guest b, stopped by
 its pid afterwards whatever happened; the client has ``--connect-timeout`` and a hard
 timeout, so a dead peer or a hung iperf3 fails this test only, in bounded time. A run
-that errors fails with iperf3's own message (the JSON ``error``). Recorded:
+that errors fails with iperf3's own message (the JSON ``error``). A guest without iperf3 is
+an ERROR of the lab unless the lab file says ``[checks] iperf3 = false``. Recorded:
 throughput_gbps (samples: every interval's rate), retransmits, and for UDP loss_pct
 and jitter_ms.
 """
@@ -23,12 +24,6 @@ from vdpalab.traffic.iperf import Iperf3Run, Iperf3Spec, iperf3_between, iperf_p
 pytestmark = [pytest.mark.datapath, pytest.mark.measures]
 
 DIRECTIONS = ["forward", "reverse"]
-
-
-def _require_iperf3(guests: GuestPair, binary: str) -> None:
-    for guest in (guests.a, guests.b):
-        if not guest.host.run(f"command -v {binary}", timeout=10).ok:
-            pytest.skip(f"{binary} is not installed on guest {guest.name}")
 
 
 def _record_run(record, run: Iperf3Run, params: dict) -> None:  # type: ignore[no-untyped-def]
@@ -60,14 +55,14 @@ def _direction(guests: GuestPair, run_reverse: bool) -> str:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("iperf_direction", DIRECTIONS)
-def test_tcp_throughput(lab: Lab, guests: GuestPair, tcp_streams: int, iperf_direction: str, record) -> None:
+def test_tcp_throughput(lab: Lab, iperf3_guests: GuestPair, tcp_streams: int, iperf_direction: str, record) -> None:
+    guests = iperf3_guests
     profile = lab.traffic.iperf3
     if tcp_streams not in profile.streams:
         pytest.skip(f"{tcp_streams} streams is not in lab {lab.lab.name}'s [traffic.iperf3] streams")
     reverse = iperf_direction == "reverse"
     if reverse and not profile.reverse:
         pytest.skip(f"lab {lab.lab.name} has [traffic.iperf3] reverse = false")
-    _require_iperf3(guests, profile.binary)
     spec = Iperf3Spec(
         server=guests.b.address, duration_s=profile.duration_s, omit_s=profile.omit_s,
         streams=tcp_streams, reverse=reverse, binary=profile.binary,
@@ -81,12 +76,12 @@ def test_tcp_throughput(lab: Lab, guests: GuestPair, tcp_streams: int, iperf_dir
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("iperf_direction", DIRECTIONS)
-def test_udp_loss(lab: Lab, guests: GuestPair, iperf_direction: str, record) -> None:
+def test_udp_loss(lab: Lab, iperf3_guests: GuestPair, iperf_direction: str, record) -> None:
+    guests = iperf3_guests
     profile = lab.traffic.iperf3
     reverse = iperf_direction == "reverse"
     if reverse and not profile.reverse:
         pytest.skip(f"lab {lab.lab.name} has [traffic.iperf3] reverse = false")
-    _require_iperf3(guests, profile.binary)
     spec = Iperf3Spec(
         server=guests.b.address, duration_s=profile.duration_s, omit_s=profile.omit_s, reverse=reverse,
         udp=True, rate=profile.udp_rate, length=profile.udp_length, binary=profile.binary,

@@ -3,12 +3,17 @@
 On a lab with ``ovs.hw_offload = true``, while guest a pings guest b,
 ``ovs-appctl dpctl/dump-flows type=offloaded`` must list a flow for each direction of
 the guests' MAC pair (eth src/dst). With ``ovs.tc_policy = "skip_sw"`` the software
-datapath (``type=ovs``) must count no packets for those MACs. Labs without hardware
-offload (the emulated ones) skip with that reason. Recorded: the number of offloaded
-flows found for the guests and the packets the software datapath counted for them.
+datapath (``type=ovs``) must count no packets for those MACs. The test decides from a probe
+of the host, not from the lab file alone: OVS's ``other_config:hw-offload`` and each uplink's
+``hw-tc-offload`` (ethtool -k). A host that can offload is tested whatever the lab file says;
+a lab that wants offload on a host that cannot is a failure; it skips only when the lab says
+no offload and the host agrees (the emulated labs). Recorded: the number of offloaded flows
+found for the guests and the packets the software datapath counted for them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 
@@ -16,7 +21,8 @@ from fixtures.lab_session import GuestPair
 from vdpalab.config import Lab
 from vdpalab.errors import ParseError
 from vdpalab.hosts.base import Host
-from vdpalab.parsers.ovs import DumpFlows, Flow, parse_dump_flows
+from vdpalab.parsers.ethtool import parse_ethtool_k
+from vdpalab.parsers.ovs import DumpFlows, Flow, parse_dump_flows, parse_other_config
 from vdpalab.traffic.jobs import WorkDir, start_job
 
 pytestmark = [pytest.mark.datapath, pytest.mark.measures]
@@ -36,10 +42,48 @@ def _between(flows: DumpFlows, src: str, dst: str) -> list[Flow]:
     return [f for f in flows.flows if f"src={src}" in f.match.lower() and f"dst={dst}" in f.match.lower()]
 
 
+@dataclass(frozen=True)
+class OffloadProbe:
+    """What the host can do: OVS's hw-offload setting and each uplink's tc offload capability."""
+
+    ovs_hw_offload: bool
+    nic_tc_offload: dict[str, bool | None]  # uplink -> ethtool's hw-tc-offload (None: not reported)
+    evidence: tuple[str, ...]
+
+    @property
+    def capable(self) -> bool:
+        return self.ovs_hw_offload and all(self.nic_tc_offload.values())
+
+
+def probe_offload(host: Host, lab: Lab) -> OffloadProbe:
+    """Read OVS's other_config and ``ethtool -k`` of every bridge uplink on the host (read-only)."""
+    evidence: list[str] = []
+    result = host.run(["ovs-vsctl", "get", "Open_vSwitch", ".", "other_config"], timeout=15)
+    try:
+        other = parse_other_config(result.stdout).other_config if result.ok else {}
+    except ParseError as exc:
+        raise AssertionError(f"ovs-vsctl get Open_vSwitch . other_config: unreadable output: {exc}") from None
+    evidence.append(f"OVS other_config:hw-offload={other.get('hw-offload', '(unset)')}"
+                    + ("" if result.ok else f" (ovs-vsctl rc={result.rc}: {result.stderr.strip()})"))
+    tc: dict[str, bool | None] = {}
+    for bridge in lab.bridge:
+        uplink = bridge.uplink.name
+        out = host.run(["ethtool", "-k", uplink], timeout=15)
+        on = parse_ethtool_k(out.stdout).is_on("hw-tc-offload") if out.ok else None
+        tc[uplink] = on
+        evidence.append(f"ethtool -k {uplink}: hw-tc-offload "
+                        + ({True: "on", False: "off"}.get(on, "not reported") if out.ok else f"rc={out.rc}"))
+    return OffloadProbe(other.get("hw-offload") == "true", tc, tuple(evidence))
+
+
 @pytest.mark.timeout(120)
 def test_offloaded_flows(lab: Lab, lab_host: Host, guests: GuestPair, record) -> None:
-    if not lab.ovs.hw_offload:
-        pytest.skip("the lab has no hw-offload (ovs.hw_offload=false)")
+    probe = probe_offload(lab_host, lab)
+    record.attach("offload probe", "\n".join(probe.evidence))
+    if not probe.capable:
+        seen = "; ".join(probe.evidence)
+        assert not lab.ovs.hw_offload, f"the lab wants hw-offload (ovs.hw_offload=true) but the host cannot: {seen}"
+        pytest.skip(f"no hw-offload here: the lab says ovs.hw_offload=false and the host agrees ({seen})")
     a, b = guests.a, guests.b
     workdir = WorkDir.create(a.host, "vdpalab-offload")
     job = start_job(a.host, "ping", ["ping", "-i", "0.01", "-c", "2000", "-w", "30", b.address], workdir)

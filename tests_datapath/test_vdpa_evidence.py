@@ -2,8 +2,9 @@
 
 The seed's proof: when a guest starts, mlx5_vdpa logs ``performing device reset`` and,
 essential, ``memory map update`` for its VF (without the map no traffic can flow). This
-test reads the lab host's kernel log since the marker taken before bring-up (or from the
-start of the log when no marker was taken) and requires, per vdpa device of the lab, a
+test reads the lab host's kernel log since the marker taken before bring-up (or, when the
+session took none, since a marker it takes itself before its own traffic: then the vstats
+evidence decides) and requires, per vdpa device of the lab, a
 device reset on its VF and a memory map update. Newer kernels no longer print the map
 update: for such a VF the evidence comes from ``vdpa dev vstats show DEV qidx 0|1``
 instead, whose received_desc/completed_desc must rise while the guests ping each other.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.lab_session import GuestPair, require_layers
+from fixtures.lab_session import GuestPair
 from vdpalab.config import Lab
 from vdpalab.evidence import (
     VSTATS_QUEUES,
@@ -28,6 +29,7 @@ from vdpalab.evidence import (
     needs_vstats,
     read_kernel_log,
     read_vstats,
+    take_marker,
 )
 from vdpalab.hosts.base import Host
 from vdpalab.traffic.ping import PingSpec, run_ping
@@ -38,14 +40,22 @@ OVS_LOG = 'tail -n 2000 "${OVS_LOGDIR:-/var/log/openvswitch}/ovs-vswitchd.log" 2
 
 
 @pytest.mark.timeout(180)
-def test_vdpa_evidence(lab: Lab, lab_session, lab_host: Host, guests: GuestPair, session_log_marker, record) -> None:  # type: ignore[no-untyped-def]
-    require_layers(lab_session, "vdpa")
+def test_vdpa_evidence(lab: Lab, vdpa_layer, lab_host: Host, guests: GuestPair, session_log_marker, record) -> None:  # type: ignore[no-untyped-def]
     devices = [VdpaDeviceRef(d.name, d.vf_pci) for d in lab.vdpa.devices]
     if not devices:
         pytest.skip(f"lab {lab.lab.name} declares no [[vdpa.devices]]")
-    marker: LogMarker = session_log_marker or LogMarker.start(lab_host.name)
-    log = read_kernel_log(lab_host, marker)
-    events = log.events
+    # without the session's marker (taken before the guests started) this test takes its own, before its own
+    # traffic: it never reads the whole kernel log (old boots' lines would prove nothing about this run)
+    marker: LogMarker = session_log_marker or take_marker(lab_host)
+    if marker.kind == "start":  # no marker could be taken: the log is not read at all, the vstats decide
+        events: list = []
+        log_unparsed: list = []
+        log_text = f"(kernel log not read: no marker could be taken on {lab_host.name}: {marker.note})"
+    else:
+        log = read_kernel_log(lab_host, marker)
+        events = log.events
+        log_unparsed = list(log.unparsed)
+        log_text = f"$ {log.command}"
     fallback = needs_vstats(devices, events)
     before: dict = {}
     after: dict = {}
@@ -59,9 +69,9 @@ def test_vdpa_evidence(lab: Lab, lab_session, lab_host: Host, guests: GuestPair,
     ovs_lines = lab_host.run(OVS_LOG, timeout=15).stdout.splitlines()
     report = judge_vdpa_evidence(devices, events, before, after, marker=marker.describe(), ovs_lines=ovs_lines)
     mlx5_lines = "\n".join(f"{e.time or ''} {e.message}" for e in events) or "(no mlx5_vdpa lines)"
-    record.attach("kernel log: mlx5 lines since the marker", f"$ {log.command}\n{mlx5_lines}")
-    if log.unparsed:
-        record.attach("kernel log: lines not understood (kept, not judged)", "\n".join(map(str, log.unparsed)))
+    record.attach("kernel log: mlx5 lines since the marker", f"{log_text}\n{mlx5_lines}")
+    if log_unparsed:
+        record.attach("kernel log: lines not understood (kept, not judged)", "\n".join(map(str, log_unparsed)))
     record.attach("vdpa evidence", report.message() + (f"\ntraffic during vstats: {traffic}" if traffic else ""))
     for dev in report.devices:
         params = {"device": dev.device.name, "vf": dev.device.vf_pci, "evidence": dev.source}

@@ -2,7 +2,7 @@
 
 ``BringUp`` runs the layers of ``LAYER_ORDER`` once each (no retries). A layer whose
 ``requires`` is broken is not run: it becomes BROKEN with ``requires X: <X's reason>``, so every
-test that depends on it is skipped with the root cause. Outcomes are written to
+test that depends on it is an ERROR naming the root cause. Outcomes are written to
 ``STATE_DIR/bringup.json`` so that other processes (pytest-xdist workers, a later ``--assume-up``
 run, ``vdpalab lab status``) read the same skip reasons; journals live beside it
 (``STATE_DIR/journal/LAYER.json``) so ``down`` works from a fresh process.
@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+import traceback
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from vdpalab.config import Lab
+from vdpalab.errors import VdpaLabError
 from vdpalab.hosts.base import Host
 from vdpalab.layers import LAYER_CLASSES, LAYER_ORDER
 from vdpalab.layers.base import (
@@ -205,7 +207,10 @@ class BringUp:
             try:
                 layer.down()
             except Exception as exc:  # keep going: the other layers still restore their part
-                errors[name] = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, VdpaLabError):
+                    errors[name] = f"{type(exc).__name__}: {exc}"
+                else:  # a bug in the layer's down: the traceback goes into the verdict
+                    errors[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
                 log.error("lab %s: layer %s: down failed: %s", self.lab.lab.name, name, errors[name])
                 continue
             log.info("lab %s: layer %s: down in %s", self.lab.lab.name, name, seconds(time.monotonic() - started))

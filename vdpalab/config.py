@@ -295,6 +295,17 @@ class Thresholds(Model):
     udp_loss_pct_max: Annotated[float, Field(ge=0, le=100)] = 1.0
 
 
+class ChecksSettings(Model):
+    """Checks a lab turns off because its guests cannot run them; otherwise a missing tool is an ERROR.
+
+    ``iperf3``: the iperf3 tests and the UDP counter symmetry need iperf3 on both guests.
+    ``crafted_frames``: the crafted-frame tests need python3 on both guests (raw sockets).
+    """
+
+    iperf3: bool = True
+    crafted_frames: bool = True
+
+
 class ReportSettings(Model):
     dir: str = "reports"
     history_url: str = "sqlite:///reports/history.sqlite"
@@ -312,6 +323,9 @@ class EmulatedSettings(Model):
     state_dir: str = ".state"
     host_netns: str | None = None
     image_cache: str | None = None  # qemu flavour: where guest images are built and cached (e.g. .state/images)
+    # netns flavour: the MTU of every emulated port and cable (hardware labs keep their own MTUs), so the
+    # datapath carries the 8972-byte pings of a guest whose MTU is 9000
+    datapath_mtu: Annotated[int, Field(ge=1280, le=65535)] = 9000
 
 
 class Lab(Model):
@@ -328,6 +342,7 @@ class Lab(Model):
     guest: list[GuestSettings] = Field(default_factory=list)
     traffic: TrafficSettings = Field(default_factory=TrafficSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     emulated: EmulatedSettings | None = None
     source: str = Field(default="", exclude=True)

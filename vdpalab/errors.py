@@ -102,3 +102,12 @@ class SafetyRefusal(LayerError):
 
 class LabStateError(VdpaLabError):
     """The emulated lab could not be built, probed or torn down."""
+
+
+class TeardownError(LabStateError):
+    """Restoring a lab failed; ``problems`` maps each part ("infrastructure" or a layer) to its error."""
+
+    def __init__(self, lab: str, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__(f"lab {lab}: down finished with problems: "
+                         + "; ".join(f"{part}: {error}" for part, error in self.problems.items()))

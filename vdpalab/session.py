@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from filelock import FileLock
 
 from vdpalab.config import Lab
+from vdpalab.errors import TeardownError, VdpaLabError
 from vdpalab.hosts.factory import HostPool
 from vdpalab.layers.base import LayerOutcome, LayerStatus, outcome_from_dict, outcome_to_dict
 from vdpalab.logs import AppendFileHandler, own_logger, seconds
@@ -50,11 +52,27 @@ def state_dir_of(lab: Lab) -> Path:
 
 
 class LayerUnavailable(Exception):
-    """A layer a test depends on is broken or cannot exist in this lab; the test skips with ``reason``."""
+    """A layer a test depends on cannot exist in this lab (NOT APPLICABLE): the test skips with ``reason``."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class LayerBroken(Exception):
+    """A layer a test depends on (or the lab's infrastructure) BROKE: the test is an ERROR with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BringUpBug(Exception):
+    """Bring-up raised an exception outside the suite's error family: a bug, shown with its traceback."""
+
+    def __init__(self, traceback_text: str) -> None:
+        self.traceback_text = traceback_text
+        super().__init__(traceback_text)
 
 
 @dataclass
@@ -69,6 +87,8 @@ class SessionRecord:
     versions: dict[str, str | None] = field(default_factory=dict)
     torn_down: bool = False
     log_marker: dict[str, Any] | None = None
+    bug: str = ""  # the traceback of a bring-up that raised something outside the suite's error family
+    teardown_errors: dict[str, str] = field(default_factory=dict)  # part ("infrastructure" or a layer) -> error
 
     def to_json(self) -> str:
         return json.dumps(
@@ -81,6 +101,8 @@ class SessionRecord:
                 "versions": self.versions,
                 "torn_down": self.torn_down,
                 "log_marker": self.log_marker,
+                "bug": self.bug,
+                "teardown_errors": self.teardown_errors,
             },
             indent=2,
         )
@@ -97,17 +119,44 @@ class SessionRecord:
             versions=data.get("versions", {}),
             torn_down=data.get("torn_down", False),
             log_marker=data.get("log_marker"),
+            bug=data.get("bug", ""),
+            teardown_errors=dict(data.get("teardown_errors", {})),
         )
 
 
 def _summary(record: SessionRecord) -> str:
     """``6 up, 3 skipped`` (or the infrastructure error) for the bring-up's last progress line."""
+    if record.bug:
+        return "bring-up raised a bug"
     if record.infra_error:
         return f"lab unusable ({record.infra_error})"
     counts: dict[str, int] = {}
     for outcome in record.outcomes.values():
         counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
     return ", ".join(f"{n} {status}" for status, n in counts.items()) or "no layers"
+
+
+def _root_cause(outcomes: dict[str, LayerOutcome], name: str) -> str:
+    """``layer hugepages broken: <its reason>``: the layer that really broke, whichever layer the test needs.
+
+    A layer that did not run because another broke carries ``requires X: ...`` or ``not run: layer X
+    broke first (...)``; the chain is followed to the layer that really broke.
+    """
+    chain = [name]
+    outcome = outcomes[name]
+    while True:
+        reason = outcome.reason
+        if reason.startswith("requires "):
+            dep = reason[len("requires "):].split(":", 1)[0]
+        elif reason.startswith("not run: layer "):
+            dep = reason[len("not run: layer "):].split(" ", 1)[0]
+        else:
+            break
+        if dep not in outcomes or dep in chain:
+            break
+        chain.append(dep)
+        outcome = outcomes[dep]
+    return f"layer {chain[-1]} broken: {outcome.reason}"
 
 
 class LabSession:
@@ -165,7 +214,12 @@ class LabSession:
 
     # --- bring-up ---
     def ensure_up(self) -> SessionRecord:
-        """Bring the lab up for this run, or attach to the bring-up another process of the run did."""
+        """Bring the lab up for this run, or attach to the bring-up another process of the run did.
+
+        A failure of the suite's own error family (``VdpaLabError``: LayerError, HostError,
+        LabStateError, ...) is recorded (BROKEN infrastructure or layer). Anything else is a bug:
+        its traceback is recorded too (so no other process retries) and the exception propagates.
+        """
         if self.record is not None:
             return self.record
         with self._lock():
@@ -180,21 +234,24 @@ class LabSession:
             log.info("lab %s: bring-up started (run %s)", name, self.run_id)
             started = time.monotonic()
             try:
-                self._infra_up()
-            except Exception as exc:  # the whole lab is unusable: every test skips with this reason
-                record.infra_error = f"{type(exc).__name__}: {exc}"
-                log.error("lab %s: infrastructure failed: %s", name, record.infra_error)
-            if not record.infra_error:
-                record.log_marker = self._take_marker()
                 try:
+                    self._infra_up()
+                except VdpaLabError as exc:  # the whole lab is unusable: every lab test is an ERROR with this
+                    record.infra_error = f"{type(exc).__name__}: {exc}"
+                    log.error("lab %s: infrastructure failed: %s", name, record.infra_error)
+                if not record.infra_error:
+                    record.log_marker = self._take_marker()
                     record.outcomes, record.versions = self._layers_up()
-                except Exception as exc:  # recorded, not raised: the other processes must not retry it
-                    record.infra_error = f"bring-up raised {type(exc).__name__}: {exc}"
-                    log.error("lab %s: %s", name, record.infra_error)
-            self._write_record(record)
-            self._event("bringup-end")
-            log.info("lab %s: bring-up ended in %s: %s", name, seconds(time.monotonic() - started), _summary(record))
-            self.record = record
+            except BaseException:
+                record.bug = traceback.format_exc()
+                log.error("lab %s: bring-up raised (a bug): %s", name, record.bug.strip().splitlines()[-1])
+                raise
+            finally:
+                self._write_record(record)
+                self._event("bringup-end")
+                log.info("lab %s: bring-up ended in %s: %s", name, seconds(time.monotonic() - started),
+                         _summary(record))
+                self.record = record
             return record
 
     def _infra_up(self) -> None:
@@ -214,24 +271,28 @@ class LabSession:
             log.warning("lab %s: no kernel-log marker: %s", self.lab.lab.name, exc)
             return None
 
-    def _down(self, record: SessionRecord) -> list[str]:
+    def _down(self, record: SessionRecord) -> dict[str, str]:
         """Layers restore from their journals, then an emulated lab's infrastructure goes.
 
         For an emulated lab ``control.lab_down`` does both, repairing a killed daemon first
-        so the layers can still be undone over SSH.
+        so the layers can still be undone over SSH. Returns {part: error} for every part whose
+        restore failed ("infrastructure" or a layer's name).
         """
         if self.lab.emulated is not None:
             from vdpalab.emulated import control
 
-            control.lab_down(self.lab)  # logs what it did; raises LabStateError on problems
-            return []
+            try:
+                control.lab_down(self.lab)  # logs what it did
+            except TeardownError as exc:
+                return dict(exc.problems)
+            return {}
         if record.infra_error:
-            return []
+            return {}
         from vdpalab.bringup import BringUp
 
         pool = HostPool(self.lab)
         try:
-            return [f"{layer}: {error}" for layer, error in BringUp(self.lab, pool, self.state_dir).down().items()]
+            return BringUp(self.lab, pool, self.state_dir).down()
         finally:
             pool.close()
 
@@ -244,16 +305,25 @@ class LabSession:
         return dict(outcomes), versions
 
     def require(self, *layers: str) -> None:
-        """Raise LayerUnavailable when the lab or any named layer is not up."""
+        """Return when every named layer is up; else raise what the test must become.
+
+        LayerUnavailable (skip) when a layer is NOT APPLICABLE in this lab; LayerBroken (error)
+        when the infrastructure or a layer broke; BringUpBug when bring-up raised a bug. Every
+        process of a run reads the same record, so every test ends the same way.
+        """
         record = self.ensure_up()
+        if record.bug:
+            raise BringUpBug(f"bring-up of lab {self.lab.lab.name} raised a bug (no layer outcome):\n{record.bug}")
         if record.infra_error:
-            raise LayerUnavailable(f"lab {self.lab.lab.name} could not be built: {record.infra_error}")
+            raise LayerBroken(f"infrastructure of lab {self.lab.lab.name} broken: {record.infra_error}")
         for name in layers:
             outcome = record.outcomes.get(name)
             if outcome is None:
-                raise LayerUnavailable(f"layer {name} did not run")
-            if outcome.status is not LayerStatus.UP:
+                raise LayerBroken(f"layer {name} did not run in lab {self.lab.lab.name}")
+            if outcome.status is LayerStatus.NOT_APPLICABLE:
                 raise LayerUnavailable(outcome.skip_reason)
+            if outcome.status is not LayerStatus.UP:
+                raise LayerBroken(_root_cause(record.outcomes, name))
 
     # --- teardown ---
     def close(self) -> None:
@@ -266,31 +336,40 @@ class LabSession:
         if self.record is not None:
             self._event("detach")
 
-    def teardown(self) -> None:
-        """Once per run, by the owning process: restore what bring-up changed, then remove the infrastructure."""
+    def teardown(self) -> dict[str, str]:
+        """Once per run, by the owning process: restore what bring-up changed, then remove the infrastructure.
+
+        Returns {part: error} for each restore that failed (empty when all went well or nothing was
+        to do): part of the run's verdict, so the caller records it and makes the run red.
+        """
         self.hosts.close()
         with self._lock():
             record = self._read_record()
             if record is None or record.run_id != self.run_id or record.torn_down:
-                return
+                return {}
             name = self.lab.lab.name
             if self.keep_up:
                 self._event("keep-up")
                 log.info("lab %s: left up (--keep-up)", name)
-                return
+                return {}
             self._event("teardown-start")
             log.info("lab %s: teardown started", name)
             started = time.monotonic()
-            errors: list[str] = []
+            errors: dict[str, str] = {}
             try:
                 errors = self._down(record)
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
+            except VdpaLabError as exc:
+                errors["infrastructure"] = f"{type(exc).__name__}: {exc}"
+            except Exception:
+                errors["teardown"] = "a bug in teardown:\n" + traceback.format_exc()
             record.torn_down = True
+            record.teardown_errors = errors
             self._write_record(record)
-            self._event("teardown-end" + (f" errors={errors}" if errors else ""))
+            self._event("teardown-end" + (f" errors={sorted(errors)}" if errors else ""))
             elapsed = seconds(time.monotonic() - started)
             if errors:
-                log.error("lab %s: teardown finished in %s with problems: %s", name, elapsed, "; ".join(errors))
+                log.error("lab %s: TEARDOWN FAILED in %s: %s", name, elapsed,
+                          "; ".join(f"{part}: {error}" for part, error in errors.items()))
             else:
                 log.info("lab %s: teardown done in %s", name, elapsed)
+            return errors

@@ -1,7 +1,9 @@
 """``vdpalab trend``: regressions and progressions over the history (exit 1 on a regression).
 
-A nightly job runs it after the suite: exit status 1 when the newest group of any
-selected series is a regression (jumpavg, as FD.io CSIT), 0 otherwise, 2 on errors.
+A nightly job runs it after the suite: exit status 1 when the newest group of any selected
+series is a regression (jumpavg, as FD.io CSIT) or its level is worse than the series'
+long-term best by more than ``--tolerance`` (default 5 %: a regression stays until the level
+recovers), 0 otherwise, 2 on errors. Every regressed series is named.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from vdpalab.history.store import HistoryStore, display_url
 from vdpalab.history.trend import (
+    DEFAULT_TOLERANCE,
     DEFAULT_WINDOW,
     SeriesTrend,
     analyze,
@@ -44,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW, metavar="N",
                    help=f"classify the newest N points of each series (default {DEFAULT_WINDOW}; 0 = all; "
                         "the cost grows with N²)")
+    p.add_argument("--tolerance", type=_percent, default=DEFAULT_TOLERANCE, metavar="PCT",
+                   help="how much worse than its long-term best (the best group average before the newest week) "
+                        f"a series' newest level may be, e.g. 5%% or 2.5 (default {DEFAULT_TOLERANCE * 100:g}%%)")
     p.add_argument("--out", default="reports/trend", metavar="DIR",
                    help="where trend.csv, anomalies.csv, index.html and the charts go (default reports/trend)")
     p.add_argument("--charts", choices=("anomalies", "all", "none"), default="anomalies",
@@ -51,6 +57,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="worker processes (default: CPU count)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every series, not only the anomalies")
     p.set_defaults(handler=run)
+
+
+def _percent(text: str) -> float:
+    """``5%`` or ``5`` -> 0.05 (argparse type)."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (e.g. 5%)") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: the tolerance must be between 0% and 100%")
+    return value / 100.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,17 +89,32 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     out = Path(args.out)
-    trends = analyze(series, window=args.window, out_dir=out, charts=args.charts, workers=args.workers)
+    trends = analyze(series, window=args.window, out_dir=out, charts=args.charts, workers=args.workers,
+                     tolerance=args.tolerance)
     write_outputs(trends, out, filters=filters, window=args.window)
     print(format_summary(trends, verbose=args.verbose))
     regressed = [t for t in trends if t.regressed]
     took = time.perf_counter() - started
     print(f"\n{len(trends)} series, {sum(len(t.anomalies) for t in trends)} anomalies, "
-          f"{len(regressed)} with a regression in the newest group; outputs in {out}/ ({took:.1f} s)")
+          f"{len(regressed)} regressed (newest group or long term); outputs in {out}/ ({took:.1f} s)")
     if regressed:
-        print(f"REGRESSION: {len(regressed)} series regressed in their newest group (exit 1)")
+        print(f"REGRESSION: {len(regressed)} series regressed (exit 1):")
+        for t in regressed:
+            print(f"  {t.label}: {_why(t, args.tolerance)}")
         return 1
     return 0
+
+
+def _why(t: SeriesTrend, tolerance: float) -> str:
+    """Why a series counts as regressed, with the numbers."""
+    last = t.groups[-1] if t.groups else None
+    reasons = []
+    if t.last_status == "regression":
+        reasons.append("its newest group is a regression (jumpavg)")
+    if t.long_term_regression and last is not None:
+        reasons.append(f"newest level {_fmt(last.avg)} {t.unit} is {t.long_term_pct:+.1f}% against the long-term "
+                       f"best {_fmt(t.long_term_best)} {t.unit} (tolerance {tolerance * 100:g}%)")
+    return "; ".join(reasons)
 
 
 def _fmt(value: float) -> str:

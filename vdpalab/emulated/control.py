@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vdpalab.config import Lab
-from vdpalab.errors import LabStateError
+from vdpalab.errors import LabStateError, TeardownError
 from vdpalab.hosts.factory import HostPool
 from vdpalab.logs import seconds
 
@@ -192,13 +192,13 @@ def lab_up(lab: Lab, *, layers: bool = True, assume_up: bool = False) -> LabHand
 def lab_down(lab: Lab) -> list[str]:
     """Layers down (from their journals), then the infrastructure; works on a half-built lab too.
 
-    Returns what was done; raises LabStateError only after everything that could be cleaned was.
+    Returns what was done; raises TeardownError ({part: error}) only after everything that could be cleaned was.
     """
     builder = builder_for(lab)
     log.debug("lab %s: going down", lab.lab.name)
     started = time.monotonic()
     done: list[str] = []
-    errors: list[str] = []
+    errors: dict[str, str] = {}
     with builder.lock():
         journals = _journals(lab)
         if journals:
@@ -208,27 +208,31 @@ def lab_down(lab: Lab) -> list[str]:
                     repaired = builder.up()
                     done += [f"repaired: {c}" for c in getattr(repaired, "changed", [])]
             except Exception as exc:  # the repair failed: the layers are tried anyway, the builder still cleans up
-                errors.append(f"repair before layers down: {type(exc).__name__}: {exc}")
+                errors["infrastructure"] = f"repair before layers down: {type(exc).__name__}: {exc}"
             hosts = HostPool(lab)
             try:
                 bringup = _bringup(lab, hosts)
                 if bringup is None:
-                    errors.append(f"layer journals {[p.name for p in journals]} remain but vdpalab.bringup is missing")
+                    left = [p.name for p in journals]
+                    errors["layers"] = f"layer journals {left} remain but vdpalab.bringup is missing"
                 else:
                     with _warming(lab, hosts):
                         failed = bringup.down() or {}
-                    errors += [f"layer {name} down: {error}" for name, error in dict(failed).items()]
+                    errors.update(dict(failed))
                     done.append("layers down" + (f" ({len(failed)} with problems)" if failed else ""))
             except Exception as exc:  # the infrastructure still goes away; the error is reported after
-                errors.append(f"layers down: {type(exc).__name__}: {exc}")
+                errors["layers"] = f"{type(exc).__name__}: {exc}"
             finally:
                 hosts.close()
-        done += builder.down()
+        try:
+            done += builder.down()
+        except LabStateError as exc:
+            errors["infrastructure"] = str(exc)
     for line in done:
         log.debug("lab %s: %s", lab.lab.name, line)
     log.info("lab %s: down in %s (%d steps)", lab.lab.name, seconds(time.monotonic() - started), len(done))
     if errors:
-        raise LabStateError(f"lab {lab.lab.name}: down finished with problems: {'; '.join(errors)}")
+        raise TeardownError(lab.lab.name, errors)
     return done
 
 

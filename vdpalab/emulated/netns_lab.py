@@ -116,6 +116,7 @@ class Layout:
     host_key: Path
     known_hosts: Path
     ovs: OvsDirs
+    mtu: int = 9000  # every veth end is created with it: the emulated "NIC ports and cables" carry jumbo frames
 
     @property
     def namespaces(self) -> list[str]:
@@ -230,6 +231,7 @@ def lab_layout(lab: Lab) -> Layout:
         host_key=state_dir / "ssh_host_ed25519_key",
         known_hosts=known_hosts,
         ovs=ovs,
+        mtu=lab.emulated.datapath_mtu,
     )
 
 
@@ -485,8 +487,12 @@ class EmulatedLab:
             changed += [f"{ns}: tx checksum offload off on {name}" for name in off]
             with ipr_in(ns) as ipr:
                 for name in names:
-                    if not links[ns][name]["up"]:
-                        ipr.link("set", index=links[ns][name]["index"], state="up")
+                    link = links[ns][name]
+                    if not link["up"]:  # a new end: the cable's MTU first (a guest's own MTU is its layer's job)
+                        if link.get("mtu") != lay.mtu:
+                            ipr.link("set", index=link["index"], mtu=lay.mtu)
+                            changed.append(f"{ns}: mtu {lay.mtu} on {name}")
+                        ipr.link("set", index=link["index"], state="up")
         return changed
 
     # -- sshd --
@@ -662,6 +668,7 @@ def _links_of(netns: str) -> dict[str, dict[str, Any]]:
                 "kind": kind,
                 "up": bool(msg["flags"] & IFF_UP),
                 "link": msg.get_attr("IFLA_LINK"),
+                "mtu": msg.get_attr("IFLA_MTU"),
             }
     return table
 

@@ -30,6 +30,7 @@ from typing import Any
 from vdpalab.history.store import HistoryStore
 from vdpalab.results import (
     CommandRecord,
+    LayerRecord,
     Result,
     RunFingerprint,
     RunRecord,
@@ -43,10 +44,14 @@ from vdpalab.results import (
 def status_from_exitstatus(exitstatus: int) -> str:
     """pytest's exit status -> run status: tests failing still make a *complete* run.
 
-    0 ok, 1 tests failed, 5 nothing collected -> ``complete``; 2 interrupted, 3 internal
+    0 ok, 1 tests failed -> ``complete``; 5 nothing collected -> ``incomplete`` (a run that
+    checked nothing is no baseline and no point of a trend); 2 interrupted, 3 internal
     error, 4 usage error -> ``failed`` (the run itself broke: trend counts its series as 0).
     """
-    return "complete" if int(exitstatus) in (0, 1, 5) else "failed"
+    code = int(exitstatus)
+    if code == 5:
+        return "incomplete"
+    return "complete" if code in (0, 1) else "failed"
 
 
 class RunCollector:
@@ -177,6 +182,15 @@ class RunCollector:
                                     if (v.lab, v.test_id, v.metric, v.params_key, v.kind) not in keys]
             self.run.verdicts.extend(items)
         self._persist("add_verdicts", lambda: self.store.put_verdicts(self.run_id, items))
+
+    def add_layers(self, layers: Iterable[LayerRecord]) -> None:
+        """How each layer came up (phase "up") and which restores failed (phase "down")."""
+        items = list(layers)
+        with self._lock:
+            keys = {(rec.lab, rec.layer, rec.phase) for rec in items}
+            self.run.layers[:] = [rec for rec in self.run.layers if (rec.lab, rec.layer, rec.phase) not in keys]
+            self.run.layers.extend(items)
+        self._persist("add_layers", lambda: self.store.put_layers(self.run_id, items))
 
     def add_commands(self, commands: Iterable[Any], *, lab: str = "") -> None:
         """Command-log lines: ``CommandResult``/``HistoryEntry`` objects, mappings or tuples.

@@ -16,6 +16,11 @@ How the values are fed to jumpavg (it assumes bigger is better and values in [0,
 * no known direction: the value itself; new groups are reported as ``change``, never as
   a regression (but an all-failed group still is one).
 
+Long term (as CSIT): jumpavg compares each group with the one before it only, so a failed run
+followed by nights at a 15 %-lower level reads "progression" and the regression would vanish.
+``long_term`` compares the newest group's average with the best group average before the newest
+week; worse by more than the tolerance (5 % by default) is a regression until the level recovers.
+
 Cost: ``jumpavg.classify`` is quadratic in the number of points (about 20 ms for 90
 points, 0.3 s for 365, in CPython), so by default only the newest ``DEFAULT_WINDOW`` (90)
 points of a series are classified, like a dashboard's recent period; the chart shows the
@@ -45,6 +50,8 @@ import pandas as pd
 from vdpalab.history.store import HistoryStore
 
 DEFAULT_WINDOW = 90
+DEFAULT_TOLERANCE = 0.05  # the newest level may be this much worse than the long-term best (CSIT's 5 %)
+LONG_TERM_EXCLUDE_S = 7 * 86400.0  # the newest week is not part of the long-term best
 Kind = Literal["regression", "progression", "change"]
 
 
@@ -101,6 +108,9 @@ class SeriesTrend:
     anomalies: list[Anomaly] = field(default_factory=list)
     window_start: int = 0
     chart: str | None = None
+    long_term_best: float = math.nan  # best average of the groups before the newest week (NaN: none)
+    long_term_pct: float = math.nan  # newest group's average vs that best, in %, signed so negative is worse
+    long_term_regression: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -122,8 +132,9 @@ class SeriesTrend:
 
     @property
     def regressed(self) -> bool:
-        """The newest group is a regression: what makes ``vdpalab trend`` exit 1."""
-        return self.last_status == "regression"
+        """What makes ``vdpalab trend`` exit 1: the newest group is a regression (jumpavg), or its level
+        is worse than the series' long-term best by more than the tolerance (it has not recovered)."""
+        return self.last_status == "regression" or self.long_term_regression
 
 
 # --------------------------------------------------------------------------- loading
@@ -242,8 +253,35 @@ def goodness(values: Sequence[float], failed: Sequence[bool], better: str | None
     return [0.0 if f or math.isnan(v) else v - lo for v, f in zip(values, failed, strict=True)]
 
 
-def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW) -> SeriesTrend:
-    """Fill ``groups``/``anomalies``/``window_start`` of one series with jumpavg's verdict."""
+def long_term(trend: SeriesTrend, groups: Sequence[Group], tolerance: float = DEFAULT_TOLERANCE
+              ) -> tuple[float, float, bool]:
+    """(best, change %, regression): the newest group's level against the series' long-term best.
+
+    As FD.io CSIT does: the long-term best is the best of the averages of the earlier groups
+    that started before the newest week (the maximum for higher-is-better, the minimum for
+    lower-is-better; all-failed groups have no average). A newest level worse than it by more
+    than ``tolerance`` is a regression that stays until the level recovers, even when jumpavg
+    calls the newest group a "progression" (e.g. back from a failed run to a level 15 % lower).
+    """
+    if len(groups) < 2 or trend.better not in ("higher", "lower"):
+        return math.nan, math.nan, False
+    newest = groups[-1]
+    cutoff = trend.points[-1].started - LONG_TERM_EXCLUDE_S
+    earlier = [g.avg for g in groups[:-1] if not math.isnan(g.avg) and trend.points[g.start].started < cutoff]
+    if not earlier or math.isnan(newest.avg):
+        return math.nan, math.nan, False
+    best = max(earlier) if trend.better == "higher" else min(earlier)
+    if best == 0:
+        return best, math.nan, False
+    change = (newest.avg - best) / abs(best)
+    worse = -change if trend.better == "higher" else change  # > 0: worse than the best
+    pct = -worse * 100.0  # negative: worse
+    return best, pct, worse > tolerance
+
+
+def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW,
+                    tolerance: float = DEFAULT_TOLERANCE) -> SeriesTrend:
+    """Fill ``groups``/``anomalies``/``window_start`` with jumpavg's verdict and the long-term comparison."""
     pts = trend.points
     n = len(pts)
     start = max(0, n - window) if window and window > 0 else 0
@@ -276,7 +314,9 @@ def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW) -> SeriesT
             before = groups[-2].avg if len(groups) > 1 else math.nan
             anomalies.append(Anomaly(i, pts[i].run_id, pts[i].started, comment, before, avg))  # type: ignore[arg-type]
         i += size
-    return replace(trend, groups=groups, anomalies=anomalies, window_start=start)
+    best, pct, lt_regression = long_term(trend, groups, tolerance)
+    return replace(trend, groups=groups, anomalies=anomalies, window_start=start, long_term_best=best,
+                   long_term_pct=pct, long_term_regression=lt_regression)
 
 
 # --------------------------------------------------------------------------- the whole analysis
@@ -289,8 +329,11 @@ def chart_name(trend: SeriesTrend) -> str:
     return f"{slug}__{digest}.png"
 
 
+Classified = tuple[list[Group], list[Anomaly], int, str | None, float, float, bool]
+
+
 def _work(chunk: list[SeriesTrend], window: int, out_dir: str | None, charts: str,
-          dpi: int) -> list[tuple[list[Group], list[Anomaly], int, str | None]]:
+          dpi: int, tolerance: float = DEFAULT_TOLERANCE) -> list[Classified]:
     """Worker: classify a chunk of series and draw their charts (in a child process).
 
     Returns only what classification adds (not the points), to keep the pickling cheap.
@@ -299,12 +342,13 @@ def _work(chunk: list[SeriesTrend], window: int, out_dir: str | None, charts: st
 
     done = []
     for trend in chunk:
-        t = classify_series(trend, window)
-        if out_dir is not None and (charts == "all" or (charts == "anomalies" and t.anomalies)):
+        t = classify_series(trend, window, tolerance)
+        if out_dir is not None and (charts == "all" or (charts == "anomalies" and (t.anomalies or t.regressed))):
             path = Path(out_dir) / chart_name(t)
             path.write_bytes(trend_chart(t, dpi=dpi))
             t.chart = path.name
-        done.append((t.groups, t.anomalies, t.window_start, t.chart))
+        done.append((t.groups, t.anomalies, t.window_start, t.chart, t.long_term_best, t.long_term_pct,
+                     t.long_term_regression))
     return done
 
 
@@ -316,8 +360,12 @@ def analyze(
     charts: Literal["all", "anomalies", "none"] = "all",
     workers: int | None = None,
     dpi: int = 72,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[SeriesTrend]:
-    """Classify every series (and draw its chart into ``out_dir``), in parallel processes."""
+    """Classify every series (and draw its chart into ``out_dir``), in parallel processes.
+
+    ``tolerance``: how much worse than its long-term best a series' newest level may be (0.05 = 5 %).
+    """
     import multiprocessing
 
     items = list(series)
@@ -327,17 +375,18 @@ def analyze(
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     if workers <= 1 or len(items) < 8 or "fork" not in multiprocessing.get_all_start_methods():
-        parts = [(items, _work(items, window, target, charts, dpi))]
+        parts = [(items, _work(items, window, target, charts, dpi, tolerance))]
     else:
         # Interleaved chunks: each worker gets a similar mix of long and short series.
         chunks = [c for c in (items[k::workers * 3] for k in range(workers * 3)) if c]
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            futures = [(c, pool.submit(_work, c, window, target, charts, dpi)) for c in chunks]
+            futures = [(c, pool.submit(_work, c, window, target, charts, dpi, tolerance)) for c in chunks]
             parts = [(c, f.result()) for c, f in futures]
     done: dict[tuple[str, str, str, str], SeriesTrend] = {}
     for chunk, outcome in parts:
-        for trend, (groups, anomalies, start, chart) in zip(chunk, outcome, strict=True):
-            done[trend.key] = replace(trend, groups=groups, anomalies=anomalies, window_start=start, chart=chart)
+        for trend, (groups, anomalies, start, chart, best, pct, lt) in zip(chunk, outcome, strict=True):
+            done[trend.key] = replace(trend, groups=groups, anomalies=anomalies, window_start=start, chart=chart,
+                                      long_term_best=best, long_term_pct=pct, long_term_regression=lt)
     return [done[t.key] for t in items]
 
 
@@ -371,6 +420,8 @@ def trend_frame(trends: Sequence[SeriesTrend]) -> pd.DataFrame:
             "last_group_runs": (last.end - last.start) if last else 0,
             "regressions": sum(a.kind == "regression" for a in t.anomalies),
             "progressions": sum(a.kind == "progression" for a in t.anomalies),
+            "long_term_best": t.long_term_best, "long_term_pct": t.long_term_pct,
+            "long_term_regression": t.long_term_regression, "regressed": t.regressed,
             "chart": t.chart or "",
         })
     return pd.DataFrame(rows)

@@ -4,7 +4,8 @@ A layer reads the host's current state (``probe``), says exactly which commands
 it would run (``plan``), runs them only when needed (``up`` is idempotent), proves
 the outcome (``verify``) and restores exactly what it changed from a journal of
 the state before (``down``). Layers never retry: a broken layer is reported once,
-and everything that depends on it is skipped with that reason (labgrid #1681).
+and every test that depends on it is an ERROR with that reason (labgrid #1681); a
+layer the lab says it does not have is NOT APPLICABLE and its dependants skip.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vdpalab.config import Lab
-from vdpalab.errors import LayerError
+from vdpalab.errors import HostError, LayerError
 from vdpalab.hosts.base import CommandResult, Host, to_shell
 
 
@@ -28,7 +29,7 @@ class LayerStatus(StrEnum):
 
     PENDING = "pending"
     UP = "up"  # up ran (or found it already up) and verify passed
-    BROKEN = "broken"  # up or verify failed: dependants skip with the reason
+    BROKEN = "broken"  # up or verify failed: dependants are ERRORs with the reason
     NOT_APPLICABLE = "not-applicable"  # cannot exist in this lab (e.g. no devlink eswitch in the emulated lab)
     DOWN = "down"
 
@@ -247,7 +248,12 @@ class Layer(ABC):
 
 
 def run_layer(layer: Layer, *, assume_up: bool = False) -> LayerOutcome:
-    """Bring one layer up and verify it, turning every failure into a recorded BROKEN outcome."""
+    """Bring one layer up and verify it.
+
+    NOT APPLICABLE when the lab says the layer cannot exist; BROKEN when verify fails or up/verify
+    raise the suite's own LayerError/HostError family (the host or the layer's state is wrong).
+    Any other exception is a bug in the layer's code: it propagates with its traceback.
+    """
     started = time.monotonic()
     outcome = LayerOutcome(layer=layer.name)
     reason = layer.not_applicable()
@@ -265,7 +271,7 @@ def run_layer(layer: Layer, *, assume_up: bool = False) -> LayerOutcome:
         else:
             outcome.status = LayerStatus.BROKEN
             outcome.reason = f"verify failed: {evidence.summary}"
-    except Exception as exc:  # a broken layer is reported, never raised into every test
+    except (LayerError, HostError) as exc:  # a broken layer is recorded once; its dependants ERROR with it
         outcome.status = LayerStatus.BROKEN
         outcome.reason = f"{type(exc).__name__}: {exc}"
     outcome.commands_run = list(layer.changes)
