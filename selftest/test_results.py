@@ -75,7 +75,7 @@ def test_a_metric_without_a_direction_is_a_programming_error() -> None:
         with pytest.raises(ResultsError, match="'rx_drops': better must be 'higher' or 'lower'"):
             m.to_result("t", "emu", better=bad)  # type: ignore[arg-type]
         with pytest.raises(ResultsError, match="never guessed"):
-            Result.from_samples("loss_rate", [1.0], "%", better=bad)  # type: ignore[arg-type]
+            Measurement("loss_rate", "%", (1.0,)).to_result("t", "emu", better=bad)  # type: ignore[arg-type]
     assert Result("loss_rate", 1.0, "%").direction is None  # a stored row without one is never called better
 
 

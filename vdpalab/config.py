@@ -355,9 +355,6 @@ class Lab(Model):
         return self
 
     # --- convenience lookups used by layers and tests ---
-    def pf_by_name(self, name: str) -> PFSettings | None:
-        return next((pf for pf in self.pf if pf.name == name), None)
-
     def guest_by_name(self, name: str) -> GuestSettings | None:
         return next((g for g in self.guest if g.name == name), None)
 

@@ -204,26 +204,6 @@ class Result:
         object.__setattr__(self, "samples", tuple(float(s) for s in self.samples))
         object.__setattr__(self, "params", dict(self.params))
 
-    @classmethod
-    def from_samples(
-        cls,
-        name: str,
-        samples: Iterable[float],
-        unit: str,
-        *,
-        test_id: str = "",
-        lab: str = "",
-        params: Mapping[str, Any] | None = None,
-        stat: str = "mean",
-        better: Better,
-        started: float | None = None,
-        ended: float | None = None,
-        trial: int = 0,
-    ) -> Result:
-        """Shortcut for measure+reduce when there is no separate Measurement object."""
-        m = Measurement(name, unit, tuple(samples), params or {}, started, ended)
-        return m.to_result(test_id, lab, stat=stat, name=name, better=better, trial=trial)
-
     @property
     def params_key(self) -> str:
         return canonical_params(self.params)
@@ -797,6 +777,3 @@ class RunRecord:
         for o in self.outcomes:
             counts[o.outcome] += 1
         return counts
-
-    def outcome_of(self, test_id: str, lab: str = "") -> TestOutcome | None:
-        return next((o for o in self.outcomes if o.test_id == test_id and (not lab or o.lab == lab)), None)

@@ -454,12 +454,6 @@ def relabeled_qemu_lab(
     return path
 
 
-def dpdk_runtime_exists(lab: Lab) -> bool:
-    """Whether DPDK's runtime directory of the lab's --file-prefix exists (for tests and status)."""
-    prefix = dpdk_file_prefix(lab)
-    return prefix is not None and dpdk_runtime_dir(prefix).exists()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vdpalab.emulated.qemu_lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

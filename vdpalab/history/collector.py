@@ -172,8 +172,6 @@ class RunCollector:
             self.run.results.extend(items)
         self._persist("add_result", lambda: self.store.put_results(self.run_id, items))
 
-    add_results = add_result
-
     def add_verdicts(self, verdicts: Iterable[Verdict]) -> None:
         items = list(verdicts)
         with self._lock:

@@ -417,14 +417,6 @@ class HistoryStore:
 
         self._write(work)
 
-    def delete_run(self, run_id: str) -> None:
-        def work(conn: Connection) -> None:
-            for table in (S.verdicts, S.commands, S.results, S.outcomes, S.layer_outcomes, S.run_baselines,
-                          S.baseline_pins, S.fingerprints, S.runs):
-                conn.execute(delete(table).where(table.c.run_id == run_id))
-
-        self._write(work)
-
     def import_run(self, run: RunRecord) -> None:
         """Write a whole RunRecord in one transaction (tests, benchmarks, re-imports)."""
         check_run_id(run.run_id)

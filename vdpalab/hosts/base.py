@@ -12,7 +12,7 @@ import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
 from vdpalab.logs import own_logger
@@ -104,15 +104,6 @@ class CommandHistory(logging.Handler):
             return [e for e in self._entries if since is None or e.started >= since]
         finally:
             self.release()
-
-
-@dataclass
-class HostInfo:
-    """Static description used in messages and reports."""
-
-    name: str
-    address: str = "localhost"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _outcome(exc: BaseException) -> str:

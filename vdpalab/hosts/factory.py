@@ -7,7 +7,6 @@ before it is needed.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 
@@ -97,7 +96,3 @@ class HostPool(Mapping[str, Host]):
             hosts, self._open = list(self._open.values()), {}
         for host in hosts:
             host.close()
-
-
-def running_as_root() -> bool:
-    return os.geteuid() == 0

@@ -98,10 +98,6 @@ class Journal:
     def get(self, key: str, default: Any = None) -> Any:
         return self.entries.get(key, default)
 
-    def forget(self, key: str) -> None:
-        self.entries.pop(key, None)
-        self._save()
-
     def clear(self) -> None:
         self.entries.clear()
         if self.path is not None and self.path.exists():

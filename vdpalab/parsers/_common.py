@@ -15,8 +15,6 @@ from typing import Any
 
 from vdpalab.errors import ParseError
 
-# A shell prompt such as "[root@c83g155 ~]# " or "root@tester03:~# " at the start of a pasted line.
-PROMPT_RE = re.compile(r"^\s*(?:\[[^\]\n]*\][#$]|[\w.@-]+:[^\s#$]*[#$])\s?")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 
 
@@ -130,14 +128,6 @@ def to_counter(kind: str, token: str, line_no: int | None, line: str | None, wha
     if token.strip() == "?":
         return None
     return to_int(kind, token, line_no, line, what)
-
-
-def to_float(kind: str, token: str, line_no: int | None, line: str | None, what: str = "number") -> float:
-    """A decimal number, or ParseError naming the line."""
-    t = token.strip()
-    if not re.fullmatch(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", t):
-        raise ParseError(kind, f"{what} {t!r} is not a number", line_no, line)
-    return float(t)
 
 
 def to_bool_word(kind: str, token: str, line_no: int | None, line: str | None, what: str = "flag") -> bool:

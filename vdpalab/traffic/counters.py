@@ -382,7 +382,3 @@ def format_deltas(report: SymmetryReport) -> str:
                 f"{cell(d['tx_errors']):>8}"
             )
     return "\n".join(lines)
-
-
-def shell_dump_ports(bridge: str) -> str:
-    return shlex.join(dump_ports_argv(bridge))
