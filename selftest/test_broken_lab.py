@@ -20,7 +20,9 @@ import re
 from pathlib import Path
 
 import pytest
-from test_faults import Machine, cleanup, make_lab, run_session
+from test_faults import cleanup, make_lab, run_session
+
+from vdpalab.testing.machine import Machine
 
 pytestmark = [pytest.mark.selftest, pytest.mark.emulated, pytest.mark.slow]
 
@@ -41,7 +43,7 @@ def _need_root() -> None:
 def test_missing_flow_fails_everything_across_the_bridge_and_says_where(tmp_path: Path) -> None:
     _need_root()
     lab, name = make_lab(tmp_path, "d")
-    machine = Machine(name)
+    machine = Machine.of_names(name)
     tests = [TESTS[0], TESTS[1], f"{TESTS[2]}::test_crafted_frame[{name}-broadcast]", TESTS[3]]
     try:
         session = run_session(lab, tests, tmp_path, {"kind": "del-flows", "bridge": "br30-ovs", "before": ""})
@@ -81,7 +83,7 @@ def test_missing_flow_fails_everything_across_the_bridge_and_says_where(tmp_path
 def test_wrong_guest_ip_fails_layer3_towards_it_only(tmp_path: Path) -> None:
     _need_root()
     lab, name = make_lab(tmp_path, "w")
-    machine = Machine(name)
+    machine = Machine.of_names(name)
     fault = {"kind": "wrong-ip", "guest": "c77g159", "ip": "192.168.30.160/24", "before": ""}
     try:
         session = run_session(lab, TESTS, tmp_path, fault)

@@ -19,11 +19,12 @@ from filelock import FileLock
 
 from vdpalab.config import Lab
 from vdpalab.emulated import control
-from vdpalab.emulated.daemons import netns_inode, pid_running, read_pidfile
+from vdpalab.emulated.daemons import pid_running, read_pidfile
 from vdpalab.emulated.netns_lab import EmulatedLab, lab_layout
 from vdpalab.emulated.relabel import relabeled_lab
-from vdpalab.emulated.snapshot import diff_snapshots, foreign_filter, machine_snapshot
+from vdpalab.emulated.snapshot import machine_snapshot
 from vdpalab.errors import LabStateError
+from vdpalab.testing.machine import Machine
 
 pytestmark = [pytest.mark.selftest, pytest.mark.emulated]
 
@@ -110,65 +111,8 @@ def _ping(handle: control.LabHandle, count: int = 3) -> str:
     return result.stdout
 
 
-def _settled_snapshot() -> dict:
-    """A snapshot once killed daemons have really gone (zombies are excluded, exits take a moment)."""
-    snap = machine_snapshot()
-    for _ in range(20):
-        time.sleep(0.05)
-        again = machine_snapshot()
-        if again == snap:
-            return snap
-        snap = again
-    return snap
-
-
-_POOL_LINES = ("hugepages: ", "sysctls: ~ vm.nr_hugepages")
-
-
-class Machine:
-    """The machine before the test, and what is left of the tested labs after it.
-
-    Other users of this machine (another helper's lab, a QEMU guest) may start and stop things
-    meanwhile: only namespaces, their mounts and processes can be attributed, so those of others
-    are ignored; everything else (root links, addresses, routes, hugepages, sysctls, modules,
-    other mounts) is compared strictly.
-    """
-
-    def __init__(self, *labs: Lab) -> None:
-        self.labs = labs
-        self.inodes: set[int] = set()
-        self.before = machine_snapshot()
-
-    def note(self) -> None:
-        """Call while the labs are up: remembers their namespaces' identities."""
-        for lab in self.labs:
-            for ns in lab_layout(lab).namespaces:
-                inode = netns_inode(ns)
-                if inode is not None:
-                    self.inodes.add(inode)
-
-    def leftovers(self) -> list[str]:
-        layouts = [lab_layout(lab) for lab in self.labs]
-        foreign = foreign_filter(
-            tuple(f"{lay.prefix}-" for lay in layouts), [lay.marker for lay in layouts], self.inodes
-        )
-        lines = diff_snapshots(self.before, _settled_snapshot())
-        mine = [line for line in lines if not foreign(line)]
-        if any(line.startswith("netns: ") and foreign(line) for line in lines):
-            # another lab came or went meanwhile (e.g. a datapath session in another xdist worker): the
-            # hugepage pool is machine-wide, so its changes cannot be attributed to the lab under test,
-            # and a hugetlbfs mount outside the tested labs' state dirs is that lab's
-            markers = [lay.marker for lay in layouts]
-            mine = [
-                line for line in mine
-                if not line.startswith(_POOL_LINES)
-                and not (line.startswith("mounts: ") and " hugetlbfs " in line and not any(m in line for m in markers))
-            ]
-        return mine
-
-
 def test_up_then_down_leaves_the_machine_as_found(lab_a: Lab) -> None:
-    machine = Machine(lab_a)
+    machine = Machine.of_layouts(lab_layout(lab_a))
     with _up(lab_a) as handle:
         machine.note()
         assert control.lab_status(lab_a)["state"] == "up"
@@ -210,7 +154,7 @@ def test_second_up_only_probes_and_is_fast(lab_a: Lab) -> None:
 
 
 def test_down_after_kill_9_then_up_again(lab_a: Lab) -> None:
-    machine = Machine(lab_a)
+    machine = Machine.of_layouts(lab_layout(lab_a))
     layout = lab_layout(lab_a)
     with _up(lab_a) as handle:
         machine.note()
@@ -239,7 +183,7 @@ def test_down_after_kill_9_then_up_again(lab_a: Lab) -> None:
 
 def test_down_cleans_a_half_built_lab(lab_a: Lab) -> None:
     """A crash after the namespaces and OVS came up but before sshd: down still removes everything."""
-    machine = Machine(lab_a)
+    machine = Machine.of_layouts(lab_layout(lab_a))
     emu = EmulatedLab(lab_a)
     emu._write_record()
     emu._ensure_keys()
@@ -255,7 +199,7 @@ def test_down_cleans_a_half_built_lab(lab_a: Lab) -> None:
 
 
 def test_two_labs_side_by_side(lab_a: Lab, lab_b: Lab) -> None:
-    machine = Machine(lab_a, lab_b)
+    machine = Machine.of_layouts(lab_layout(lab_a), lab_layout(lab_b))
     with _up(lab_a) as a, _up(lab_b) as b:
         machine.note()
         assert {g.address for g in lab_a.guest}.isdisjoint({g.address for g in lab_b.guest})
@@ -289,7 +233,7 @@ def test_cli_up_status_down(lab_a: Lab, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_a_failed_cold_build_removes_what_it_built(lab_a: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    machine = Machine(lab_a)
+    machine = Machine.of_layouts(lab_layout(lab_a))
 
     def no_sshd(self: EmulatedLab) -> list[str]:
         machine.note()

@@ -26,15 +26,16 @@ from filelock import FileLock
 from vdpalab.bringup import BringUp
 from vdpalab.config import Lab, load_lab
 from vdpalab.emulated import control
-from vdpalab.emulated.daemons import netns_inode, pid_running, read_pidfile
+from vdpalab.emulated.daemons import pid_running, read_pidfile
 from vdpalab.emulated.dpdk import dpdk_runtime_dir, find_vswitchd_dpdk, missing_dpdk_drivers
 from vdpalab.emulated.qemu_lab import QemuLab, dpdk_file_prefix, guest_runtime_files, relabeled_qemu_lab
-from vdpalab.emulated.snapshot import diff_snapshots, foreign_filter, machine_snapshot
+from vdpalab.emulated.snapshot import machine_snapshot
 from vdpalab.errors import LabStateError
 from vdpalab.hosts.factory import HostPool
 from vdpalab.hosts.ssh import SSHHost
 from vdpalab.layers.base import LayerStatus
 from vdpalab.session import state_dir_of
+from vdpalab.testing.machine import Machine
 
 pytestmark = [pytest.mark.selftest, pytest.mark.emulated, pytest.mark.qemu, pytest.mark.slow]
 
@@ -90,37 +91,6 @@ def _down_quietly(lab: Lab) -> None:
         QemuLab(lab).down()
 
 
-class Machine:
-    """The machine before the test; other users' namespaces and processes are ignored, the rest is strict."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.layout = QemuLab(lab).layout
-        self.inodes: set[int] = set()
-        self.before = machine_snapshot()
-
-    def note(self) -> None:
-        inode = netns_inode(self.layout.host_netns)
-        if inode is not None:
-            self.inodes.add(inode)
-
-    def leftovers(self) -> list[str]:
-        foreign = foreign_filter(f"{self.layout.prefix}-", [self.layout.marker], self.inodes)
-        deadline = time.monotonic() + 5.0
-        while True:  # exits and hugepage releases take a moment
-            lines = diff_snapshots(self.before, machine_snapshot())
-            mine = [line for line in lines if not foreign(line)]
-            if any(line.startswith("netns: ") and foreign(line) for line in lines):
-                # another lab came or went meanwhile: the hugepage pool is machine-wide, so its changes cannot be
-                # attributed to this lab, and a hugetlbfs mount outside this lab's state dir is the other lab's
-                mine = [line for line in mine if not line.startswith(("hugepages: ", "sysctls: ~ vm.nr_hugepages"))
-                        and not (line.startswith("mounts: ") and " hugetlbfs " in line
-                                 and self.layout.marker not in line)]
-            if not mine or time.monotonic() > deadline:
-                return mine
-            time.sleep(0.2)
-
-
 def _up(lab: Lab) -> control.LabHandle:
     handle = control.lab_up(lab)
     broken = {name: o.reason for name, o in handle.outcomes.items() if o.status.value not in ("up", "not-applicable")}
@@ -138,7 +108,7 @@ def test_a_guest_that_cannot_boot_breaks_the_guests_layer_with_its_console(
     broken = {'vdpalab.hostname=c77g153"': 'vdpalab.hostname=c77g153 rdinit=/nonexistent"'}
     lab = _lab_copy(tmp_path_factory, replace=broken)
     assert "rdinit=/nonexistent" in (lab.guest[0].append or "") and "panic=-1" in (lab.guest[0].append or "")
-    machine = Machine(lab)
+    machine = Machine.of_layouts(QemuLab(lab).layout)
     try:
         started = time.monotonic()
         with control.lab_up(lab) as handle:
@@ -164,7 +134,7 @@ def test_up_then_down_stops_qemu_through_qmp_and_leaves_the_machine_as_found(
     lab = _lab_copy(tmp_path_factory)
     prefix = dpdk_file_prefix(lab)
     assert prefix and prefix.startswith(f"vdpalab-{lab.lab.name}-"), prefix
-    machine = Machine(lab)
+    machine = Machine.of_layouts(QemuLab(lab).layout)
     state = state_dir_of(lab)
     try:
         with _up(lab) as handle:

@@ -38,6 +38,8 @@ from typing import Any
 
 import pytest
 
+from vdpalab.testing.machine import Machine
+
 ROOT = Path(__file__).resolve().parent.parent
 FAULT_ENV = "VDPALAB_FAULT"
 FAULT_REPORT_ENV = "VDPALAB_FAULT_REPORT"
@@ -134,36 +136,6 @@ def run_session(lab: Path, tests: list[str], tmp: Path, fault: dict[str, Any] | 
     return Session(proc.returncode, cases, proc.stdout + proc.stderr, seconds, fault_done)
 
 
-class Machine:
-    """The machine before, compared after; only what can be attributed to other users is ignored."""
-
-    def __init__(self, lab_name: str) -> None:
-        from vdpalab.emulated.snapshot import machine_snapshot
-
-        self.prefix = f"vdpalab-{lab_name}-"
-        self.marker = f"/tmp/vdl-{lab_name}/"
-        self.before = machine_snapshot()
-
-    def leftovers(self, inodes: list[int]) -> list[str]:
-        from vdpalab.emulated.snapshot import diff_snapshots, foreign_filter, machine_snapshot
-
-        after = machine_snapshot()
-        for _ in range(20):  # killed processes take a moment to go
-            time.sleep(0.1)
-            again = machine_snapshot()
-            if again == after:
-                break
-            after = again
-        foreign = foreign_filter(self.prefix, [self.marker], inodes)
-        lines = diff_snapshots(self.before, after)
-        mine = [line for line in lines if not foreign(line)]
-        if any(line.startswith("netns: ") and foreign(line) for line in lines):
-            # another user's lab came or went: the hugepage pool and its mounts are theirs to explain
-            mine = [line for line in mine if not line.startswith(("hugepages: ", "sysctls: ~ vm.nr_hugepages"))
-                    and not (line.startswith("mounts: ") and " hugetlbfs " in line and self.marker not in line)]
-        return mine
-
-
 def cleanup(lab: Path, name: str) -> list[str]:
     """After the session: remove whatever its teardown left (it should be nothing), then the state dir.
 
@@ -204,7 +176,7 @@ IPERF = "tests_datapath/test_iperf3.py"
 def test_dead_guest_fails_only_its_tests(tmp_path: Path, kind: str) -> None:
     _need_root()
     lab, name = make_lab(tmp_path, kind[0])
-    machine = Machine(name)
+    machine = Machine.of_names(name)
     fault = {"kind": kind, "guest": "c77g159", "before": "test_iperf3.py::"}
     try:
         session = run_session(lab, [PING, IPERF], tmp_path, fault)
@@ -237,7 +209,7 @@ def test_hanging_iperf3_fails_only_the_iperf3_tests(tmp_path: Path) -> None:
     wrapper.chmod(0o755)
     try:
         lab, name = make_lab(tmp_path, "h", iperf_extra=f'binary = "{wrapper}"')
-        machine = Machine(name)
+        machine = Machine.of_names(name)
         try:
             session = run_session(lab, [PING, IPERF], tmp_path, {"kind": "none"})
             leftovers = machine.leftovers(session.fault.get("inodes", []))

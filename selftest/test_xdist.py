@@ -47,6 +47,7 @@ import pytest
 
 from benchmarks.bench_xdist import remove_lab, small_lab_copy
 from fixtures.xdist_support import lab_in_nodeid
+from vdpalab.testing.machine import Machine
 
 pytestmark = [pytest.mark.selftest, pytest.mark.emulated, pytest.mark.slow]
 
@@ -174,37 +175,6 @@ def overlaps(spans: list[tuple[float, float, str]], slack: float = 0.0) -> list[
     return found
 
 
-class Machine:
-    """The machine before the runs, compared after; changes provably made by other users are ignored."""
-
-    def __init__(self, names: list[str]) -> None:
-        from vdpalab.emulated.snapshot import machine_snapshot
-
-        self.prefixes = tuple(f"vdpalab-{n}-" for n in names)
-        self.markers = [f"/tmp/vdl-{n}/" for n in names]
-        self.before = machine_snapshot()
-
-    def leftovers(self) -> list[str]:
-        from vdpalab.emulated.snapshot import diff_snapshots, foreign_filter, machine_snapshot
-
-        after = machine_snapshot()
-        for _ in range(20):  # sshd sessions take a moment to go
-            time.sleep(0.1)
-            again = machine_snapshot()
-            if again == after:
-                break
-            after = again
-        foreign = foreign_filter(self.prefixes, self.markers)
-        lines = diff_snapshots(self.before, after)
-        mine = [line for line in lines if not foreign(line)]
-        if any(line.startswith("netns: ") and foreign(line) for line in lines):
-            # another user's lab came or went meanwhile: the hugepage pool and its mounts are theirs to explain
-            mine = [line for line in mine if not line.startswith(("hugepages: ", "sysctls: ~ vm.nr_hugepages"))
-                    and not (line.startswith("mounts: ") and " hugetlbfs " in line
-                             and not any(m in line for m in self.markers))]
-        return mine
-
-
 @dataclass
 class Labs:
     paths: list[Path]
@@ -244,7 +214,7 @@ def two_labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoLabs]:
     _need_root()
     tmp = tmp_path_factory.mktemp("xdist-two")
     labs = _labs(tmp, "p", ["lab.toml", "labs/emulated-b.toml"])
-    machine = Machine(labs.names)
+    machine = Machine.of_names(*labs.names)
     serial = None
     logs = {}
     try:
@@ -266,7 +236,7 @@ def two_labs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoLabs]:
 def test_one_lab_two_workers_one_bringup_one_teardown(tmp_path: Path) -> None:
     _need_root()
     labs = _labs(tmp_path, "o", ["lab.toml"])
-    machine = Machine(labs.names)
+    machine = Machine.of_names(*labs.names)
     try:
         run = run_suite(tmp_path, labs.paths, workers=2, tag="one")
         leftovers = machine.leftovers()
@@ -369,7 +339,7 @@ def test_a_broken_bringup_is_the_same_error_on_every_worker(tmp_path: Path, brea
         labs = _labs(tmp_path, "i", ["lab.toml"])
         env[INFRA_FAIL_ENV] = "sshd for c77g159 never listened"
     name = labs.names[0]
-    machine = Machine(labs.names)
+    machine = Machine.of_names(*labs.names)
     try:
         run = run_suite(tmp_path, labs.paths, workers=2, tag=breakage, plugin=bool(env), env=env,
                         tests=["tests_bringup/test_ovs.py", *DATAPATH_TESTS])
