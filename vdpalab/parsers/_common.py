@@ -15,6 +15,8 @@ from typing import Any
 
 from vdpalab.errors import ParseError
 
+# A shell prompt such as "[root@c83g155 ~]# " or "root@tester03:~# " at the start of a pasted line.
+PROMPT_RE = re.compile(r"^\s*(?:\[[^\]\n]*\][#$]|[\w.@-]+:[^\s#$]*[#$])\s?")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 
 
