@@ -115,6 +115,15 @@ def test_ovs_dump_ports_of14_and_of10_agree() -> None:
     assert a.ports["1"].rx_packets > 20 and a.ports["2"].rx_packets > 20  # the 20 pings crossed the bridge
 
 
+def test_ovs_dump_ports_of15_has_durations_and_the_same_ports() -> None:
+    """OF1.5 (a later run of record.sh on the same OVS 3.1): same ports and shape as OF1.4, nothing unparsed."""
+    c = parse("dump-ports", "ovs-ofctl-of15-dump-ports.txt")
+    assert c.openflow_version == "OF1.5" and c.unparsed == []
+    assert set(c.ports) == {"LOCAL", "1", "2", "3"}
+    assert all(p.duration_s is not None and p.duration_s > 0 and p.custom == {} for p in c.ports.values())
+    assert c.ports["1"].rx_packets > 20 and c.ports["2"].tx_packets > 20  # the 20 pings crossed the bridge
+
+
 def test_ovs_dump_flows_userspace_datapath() -> None:
     m = parse("dump-flows", "ovs-appctl-dpctl-dump-flows-m.txt").flows
     plain = parse("dump-flows", "ovs-appctl-dpctl-dump-flows.txt").flows
@@ -137,6 +146,16 @@ def test_ovs_vsctl_show_without_version_and_with_interface_error() -> None:
     assert bad.error.startswith("could not open network device vdl-bad")
     assert b.ports["vdl-h1"].interfaces["vdl-h1"].type is None and b.ports["vdl-int"].interfaces["vdl-int"].type == \
         "internal"
+
+
+def test_ovs_vsctl_show_with_a_manager_and_a_controller() -> None:
+    """OVS prints the Manager and Controller targets; is_connected only while connected (nothing listens
+    on the controller's port, and the manager is passive), so their detail maps are empty here."""
+    r = parse("vsctl-show", "ovs-vsctl-show-manager-controller.txt")
+    assert r.managers == {"ptcp:16640:127.0.0.1": {}} and r.unparsed == []
+    b = r.bridges["br-vdl"]
+    assert b.controllers == {"tcp:127.0.0.1:16653": {}} and b.other == {}
+    assert set(b.ports) == set(parse("vsctl-show", "ovs-vsctl-show-netdev.txt").bridges["br-vdl"].ports)
 
 
 def test_ovs_other_config_and_connection_error() -> None:

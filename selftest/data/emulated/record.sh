@@ -67,6 +67,7 @@ export OVS_RUNDIR="$WORK" OVS_LOGDIR="$WORK" OVS_DBDIR="$WORK" OVS_SYSCONFDIR="$
 DB="unix:$WORK/db.sock"
 ovsdb-tool create "$WORK/conf.db" /usr/share/openvswitch/vswitch.ovsschema
 ip netns exec vdl-sw ovsdb-server "$WORK/conf.db" --remote="punix:$WORK/db.sock" \
+    --remote=db:Open_vSwitch,Open_vSwitch,manager_options \
     --pidfile="$WORK/ovsdb-server.pid" --unixctl="$WORK/ovsdb-server.ctl" \
     --log-file="$WORK/ovsdb-server.log" --detach
 VSCTL=(ovs-vsctl --db="$DB" --timeout=10)
@@ -90,6 +91,15 @@ ip netns exec vdl-ns1 ping -c 3 -i 0.2 10.250.0.9 > "$OUT/ping-iputils-unreachab
 "${VSCTL[@]}" get Open_vSwitch . other_config > "$OUT/ovs-vsctl-get-other-config.txt"
 ovs-ofctl -O OpenFlow14 dump-ports br-vdl > "$OUT/ovs-ofctl-of14-dump-ports.txt"
 ovs-ofctl dump-ports br-vdl > "$OUT/ovs-ofctl-of10-dump-ports.txt"
+ovs-ofctl -O OpenFlow15 dump-ports br-vdl > "$OUT/ovs-ofctl-of15-dump-ports.txt"
+# a Manager (ovsdb-server listening on the namespace's loopback) and a Controller nobody answers:
+# `show` read through the manager's own TCP listener, so that manager is connected while it prints
+"${VSCTL[@]}" set-manager ptcp:16640:127.0.0.1
+"${VSCTL[@]}" set-controller br-vdl tcp:127.0.0.1:16653
+sleep 2
+ip netns exec vdl-sw ovs-vsctl --db=tcp:127.0.0.1:16640 --timeout=10 show > "$OUT/ovs-vsctl-show-manager-controller.txt"
+"${VSCTL[@]}" del-controller br-vdl
+"${VSCTL[@]}" del-manager
 "${APPCTL[@]}" dpctl/dump-flows -m > "$OUT/ovs-appctl-dpctl-dump-flows-m.txt"
 "${APPCTL[@]}" dpctl/dump-flows > "$OUT/ovs-appctl-dpctl-dump-flows.txt"
 "${APPCTL[@]}" dpctl/dump-flows -m type=offloaded > "$OUT/ovs-appctl-dpctl-dump-flows-m-offloaded-empty.txt"
@@ -104,7 +114,7 @@ mkdir -p "$WORK/huge"
 mount -t hugetlbfs -o pagesize=2M nodev "$WORK/huge"
 grep hugetlbfs /proc/mounts | sed "s#$WORK/huge#/dev/hugepages-vdl#" > "$OUT/proc-mounts-hugetlbfs.txt"
 umount "$WORK/huge"
-lshw -businfo -c network > "$OUT/lshw-businfo-network.txt" 2>/dev/null
+if command -v lshw > /dev/null; then lshw -businfo -c network > "$OUT/lshw-businfo-network.txt" 2>/dev/null; fi
 vdpa mgmtdev show > /dev/null 2> "$OUT/vdpa-mgmtdev-show-no-netlink-stderr.txt" || true
 
 # ---------------------------------------------------------------- kernel logs
