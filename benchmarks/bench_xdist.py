@@ -31,7 +31,7 @@ from vdpalab.emulated.relabel import relabel_lab_file  # noqa: E402
 SOURCES = (ROOT / "lab.toml", ROOT / "labs" / "emulated-b.toml")
 
 # seconds, not minutes: the plumbing is under test, not the datapath; thresholds are lenient for a busy machine
-SMALL_PROFILE = """[traffic.ping]
+SMALL_TRAFFIC = """[traffic.ping]
 count = 200
 deadline_s = 10
 flood = true
@@ -46,8 +46,10 @@ reverse = false
 udp_rate = "50M"
 symmetry_udp_rate = "10M"
 symmetry_duration_s = 1
-timeout_s = 10
+timeout_s = {timeout_s}
+{extra}"""
 
+SMALL_PROFILE = SMALL_TRAFFIC.format(timeout_s=10, extra="") + """
 [traffic.benchmark]
 trials = 1
 warmup = false

@@ -38,31 +38,13 @@ from typing import Any
 
 import pytest
 
+from benchmarks.bench_xdist import SMALL_TRAFFIC
+from benchmarks.bench_xdist import remove_lab as cleanup  # after the session: what its teardown left
 from vdpalab.testing.machine import Machine
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULT_ENV = "VDPALAB_FAULT"
 FAULT_REPORT_ENV = "VDPALAB_FAULT_REPORT"
-
-# a profile small enough that a whole session takes seconds on 2 cores
-SMALL_TRAFFIC = """[traffic.ping]
-count = 200
-deadline_s = 10
-flood = true
-payload_sizes = [56]
-symmetry_count = 200
-
-[traffic.iperf3]
-duration_s = 1
-omit_s = 0
-streams = [1]
-reverse = false
-udp_rate = "50M"
-symmetry_udp_rate = "10M"
-symmetry_duration_s = 1
-timeout_s = 6
-{extra}
-"""
 
 
 # ------------------------------------------------------------------------------ helpers (outer run)
@@ -75,7 +57,7 @@ def make_lab(tmp: Path, tag: str, *, iperf_extra: str = "") -> tuple[Path, str]:
     path = relabel_lab_file(ROOT / "lab.toml", tmp, name, state_dir=state / "s")
     text = path.read_text()
     start, end = text.index("[traffic.ping]"), text.index("[thresholds]")
-    text = text[:start] + SMALL_TRAFFIC.format(extra=iperf_extra) + "\n" + text[end:]
+    text = text[:start] + SMALL_TRAFFIC.format(timeout_s=6, extra=iperf_extra) + "\n" + text[end:]
     path.write_text(text)
     return path, name
 
@@ -134,28 +116,6 @@ def run_session(lab: Path, tests: list[str], tmp: Path, fault: dict[str, Any] | 
     cases = parse_junit(junit) if junit.exists() else {}
     fault_done = json.loads(report.read_text()) if report.exists() else {}
     return Session(proc.returncode, cases, proc.stdout + proc.stderr, seconds, fault_done)
-
-
-def cleanup(lab: Path, name: str) -> list[str]:
-    """After the session: remove whatever its teardown left (it should be nothing), then the state dir.
-
-    Returns what had to be removed, so a test can say "teardown left this behind".
-    """
-    import shutil
-
-    from vdpalab.config import load_lab
-    from vdpalab.emulated import control
-
-    left: list[str] = []
-    prefix = f"vdpalab-{name}-"
-    if any(line.startswith(prefix) for line in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                                               text=True).stdout.splitlines()):
-        try:
-            left = control.infra_down(load_lab(lab)) or ["(infra_down removed nothing)"]
-        except Exception as exc:
-            left = [f"infra_down failed: {exc}"]
-    shutil.rmtree(f"/tmp/vdl-{name}", ignore_errors=True)
-    return left
 
 
 def _need_root() -> None:
