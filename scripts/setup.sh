@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   # the emulated lab: namespaces, veths, OVS userspace datapath, sshd, traffic tools
   iproute2 ethtool procps psmisc util-linux openvswitch-switch openssh-server openssh-client iperf3 iputils-ping
+  # NDR/PDR searches: tcpreplay is the exact-count, rate-accurate generator on the guests
+  tcpreplay
   # the emulated-qemu lab: QEMU guests, OVS-DPDK with vhost-user, guest image parts
   qemu-system-x86 openvswitch-switch-dpdk librte-mempool-ring23 librte-net-af-packet23 librte-bus-vdev23 busybox-static dropbear-bin cpio xz-utils socat
   # reports and history: PostgreSQL for the shared-history self-tests, Chromium for the HTML screenshot test

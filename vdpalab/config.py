@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -281,10 +282,103 @@ class BenchmarkProfile(Model):
     latency_interval_s: PositiveFloat = 0.002
 
 
+class TcpreplayGenerator(Model):
+    """tcpreplay on the sending guest: exact packet counts at a paced rate (any Linux guest, over SSH)."""
+
+    kind: Literal["tcpreplay"] = "tcpreplay"
+    binary: str = "tcpreplay"
+    cpu: Annotated[int, Field(ge=0)] | None = None  # pin it with taskset: less spread on a small machine
+    rate_tolerance: Annotated[float, Field(gt=0, le=0.5)] = 0.02  # slower than duration x (1 + this): not held
+
+
+# One variant per generator (a TRex or testpmd generator for hardware labs is added here and in
+# vdpalab.traffic.ndr.GENERATORS); the ``kind`` key picks it.
+NdrGenerator = Annotated[TcpreplayGenerator, Field(discriminator="kind")]
+
+
+
+def _frame_size(value: Any) -> Any:
+    """A frame size in bytes with the FCS, as CSIT counts (64 = 60 bytes on the wire plus FCS), or "imix"."""
+    if value == "imix" or (isinstance(value, int) and not isinstance(value, bool) and 64 <= value <= 9018):
+        return value
+    raise ValueError(f"{value!r} is not a frame size (64-9018 bytes including the FCS, or \"imix\")")
+
+
+FrameSize = Annotated[int | str, BeforeValidator(_frame_size)]
+
+#: [traffic.ndr] defaults by what the lab file declares (``[lab] kind``): a small, noisy emulated lab gets a
+#: coarse, short search; hardware gets FD.io CSIT's settings (width 0.005, duration sum 21 s).
+NDR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "emulated": {"relative_width": 0.02, "duration_sum_s": 3.0, "time_budget_s": 120.0, "min_load_pps": 1000.0},
+    "hardware": {"relative_width": 0.005, "duration_sum_s": 21.0, "time_budget_s": 1200.0, "min_load_pps": 9001.0},
+}
+
+
+class NdrProfile(Model):
+    """NDR/PDR searches with MLRsearch (FD.io CSIT's search); defaults filled from ``NDR_DEFAULTS`` by lab kind."""
+
+    goals: Annotated[list[Literal["ndr", "pdr"]], Field(min_length=1)] = Field(default_factory=lambda: ["ndr", "pdr"])
+    pdr_loss_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.005
+    exceed_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    relative_width: Annotated[float, Field(gt=0, lt=1)]
+    initial_trial_duration_s: PositiveFloat = 1.0
+    trial_duration_s: PositiveFloat = 1.0
+    duration_sum_s: PositiveFloat
+    warmup_s: Annotated[float, Field(ge=0)] = 1.0  # one discarded trial at max load (OVS installs its flows)
+    min_load_pps: PositiveFloat
+    max_load_pps: PositiveFloat | None = None  # a cap; the generator's calibrated rate caps it anyway
+    calibration_s: PositiveFloat = 1.0
+    calibration_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9  # max load = this x the calibrated rate
+    time_budget_s: PositiveFloat
+    settle_s: Annotated[float, Field(ge=0, le=5)] = 0.1  # wait after a trial before reading the counters
+    frame_sizes: Annotated[list[FrameSize], Field(min_length=1)] = Field(default_factory=lambda: [64, 1400])
+    directions: Annotated[list[Literal["forward", "reverse"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["forward", "reverse"]
+    )
+    generator: NdrGenerator = Field(default_factory=TcpreplayGenerator)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NdrProfile:
+        for key in ("goals", "frame_sizes", "directions"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key} lists a value twice: {values}")
+        if self.trial_duration_s < self.initial_trial_duration_s:
+            raise ValueError(
+                f"trial_duration_s ({self.trial_duration_s:g}) is shorter than initial_trial_duration_s "
+                f"({self.initial_trial_duration_s:g})"
+            )
+        if self.duration_sum_s < self.trial_duration_s:
+            raise ValueError(
+                f"duration_sum_s ({self.duration_sum_s:g}) is shorter than trial_duration_s ({self.trial_duration_s:g})"
+            )
+        if self.max_load_pps is not None and self.max_load_pps <= self.min_load_pps:
+            raise ValueError(
+                f"max_load_pps ({self.max_load_pps:g}) is not above min_load_pps ({self.min_load_pps:g})"
+            )
+        return self
+
+
+def _ndr_defaults(data: Any) -> Any:
+    """Fill [traffic.ndr] from ``NDR_DEFAULTS`` for the declared lab kind; what the file says wins."""
+    if not isinstance(data, dict):
+        return data
+    lab_info = data.get("lab")
+    kind = lab_info.get("kind") if isinstance(lab_info, dict) else None
+    traffic = data.get("traffic", {})
+    if kind not in NDR_DEFAULTS or not isinstance(traffic, dict):
+        return data
+    ndr = traffic.get("ndr", {})
+    if not isinstance(ndr, dict):
+        return data
+    return {**data, "traffic": {**traffic, "ndr": {**NDR_DEFAULTS[kind], **ndr}}}
+
+
 class TrafficSettings(Model):
     ping: PingProfile = Field(default_factory=PingProfile)
     iperf3: Iperf3Profile = Field(default_factory=Iperf3Profile)
     benchmark: BenchmarkProfile = Field(default_factory=BenchmarkProfile)
+    ndr: NdrProfile = Field(default_factory=lambda: NdrProfile(**NDR_DEFAULTS["hardware"]))
 
 
 class Thresholds(Model):
@@ -346,6 +440,11 @@ class Lab(Model):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     emulated: EmulatedSettings | None = None
     source: str = Field(default="", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        return _ndr_defaults(data)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Lab:
