@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import content_lines, to_float, to_int
+from vdpalab.parsers._common import content_lines, to_int
 
 TCPREPLAY = "tcpreplay"
 TCPREPLAY_VERSION = "tcpreplay-version"
@@ -100,7 +100,7 @@ def parse_tcpreplay(text: str) -> TcpreplaySummary:
     return TcpreplaySummary(
         actual_packets=to_int(TCPREPLAY, actual.group("packets"), line_no, line),
         actual_bytes=to_int(TCPREPLAY, actual.group("bytes"), line_no, line),
-        seconds=to_float(TCPREPLAY, actual.group("secs"), line_no, line),
+        seconds=float(actual.group("secs")),  # the pattern admits only digits and one dot
         rated_bps=float(rated.group("bps")) if rated is not None else None,
         rated_pps=float(rated_pps) if rated_pps is not None else None,
         flows=flows,
