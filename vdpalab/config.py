@@ -366,8 +366,10 @@ def _ndr_defaults(data: Any) -> Any:
     lab_info = data.get("lab")
     kind = lab_info.get("kind") if isinstance(lab_info, dict) else None
     traffic = data.get("traffic", {})
-    if kind not in NDR_DEFAULTS or not isinstance(traffic, dict):
+    if not isinstance(traffic, dict):
         return data
+    if kind not in NDR_DEFAULTS:
+        kind = "hardware"  # the bad or missing kind is reported on its own; no echo of it under traffic.ndr
     ndr = traffic.get("ndr", {})
     if not isinstance(ndr, dict):
         return data
