@@ -11,7 +11,7 @@ import pytest
 
 from vdpalab.errors import CommandFailed, CommandTimeout
 from vdpalab.hosts import LocalHost
-from vdpalab.testing.sshd import pid_running, pid_state, wait_pid_stopped
+from vdpalab.processes import pid_running, pid_state, wait_pid_stopped
 
 pytestmark = pytest.mark.selftest
 

@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from vdpalab.testing.sshd import pid_running, pid_start_time, wait_pid_stopped
+from vdpalab.processes import pid_running, pid_start_time, wait_pid_stopped
 
 __all__ = [
     "cmdline",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from vdpalab.errors import LabStateError
+from vdpalab.processes import pid_cmdline, pid_running
 
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 #: console lines after which a guest will not come up (the image's /init failure marker, a kernel panic)
@@ -213,22 +214,6 @@ def qmp_command(path: Path, command: str, arguments: dict | None = None, *, time
 # ----------------------------------------------------------------------------------------------- process
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _pid_cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
 class QemuProcess:
     """One guest's QEMU, started in its own session (so Ctrl-C of the suite does not hit it) and stopped by pid.
 
@@ -270,7 +255,7 @@ class QemuProcess:
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return self.pid is not None and _pid_alive(self.pid)
+        return self.pid is not None and pid_running(self.pid)
 
     def console_tail(self, lines: int = 25) -> str:
         out = []
@@ -391,8 +376,8 @@ class QemuProcess:
             pid = int(proc.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        cmdline = _pid_cmdline(pid)
-        if not _pid_alive(pid) or str(proc.pidfile) not in cmdline:
+        cmdline = pid_cmdline(pid)
+        if not pid_running(pid) or str(proc.pidfile) not in cmdline:
             return None
         proc.pid = pid
         return proc

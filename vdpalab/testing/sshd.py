@@ -29,6 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from vdpalab.errors import LabStateError
 from vdpalab.hosts.netns import free_tcp_port
+from vdpalab.processes import (
+    descendants,
+    pid_running,
+    pid_start_time,
+    stop_pid,
+    wait_pid_stopped,
+)
 
 if TYPE_CHECKING:
     from vdpalab.hosts.ssh import SSHHost
@@ -38,85 +45,6 @@ PRIVSEP_DIR = "/run/sshd"
 
 
 # ---- processes ----------------------------------------------------------------------
-
-
-def pid_state(pid: int) -> str | None:
-    """The state letter from /proc/PID/stat (R, S, D, Z, ...), None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            stat = fh.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm may contain spaces and parentheses: the state follows the last ')'
-    return stat[stat.rfind(")") + 2 :].split(" ", 1)[0] or None
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            stat = fh.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat[stat.rfind(")") + 2 :].split()
-
-
-def pid_start_time(pid: int) -> int | None:
-    """Start time in clock ticks since boot: with the pid, identifies a process across pid reuse."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def pid_running(pid: int) -> bool:
-    """True while the process exists and is not a zombie.
-
-    ``kill -0`` keeps succeeding for a zombie (exited, not yet reaped), so it
-    cannot tell whether a daemon has stopped.
-    """
-    state = pid_state(pid)
-    return state is not None and state not in ("Z", "X")
-
-
-def wait_pid_stopped(pid: int, timeout: float, interval: float = 0.01) -> bool:
-    """Wait until ``pid`` is gone or a zombie; True if it stopped within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while pid_running(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
-def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (children first), from /proc's parent links."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(int(entry))
-        if fields:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(0), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def stop_pid(pid: int, timeout: float = 5.0, sig: int = signal.SIGTERM) -> bool:
-    """Send ``sig``, wait, then SIGKILL; True when the process is gone (or a zombie)."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return True
-    if wait_pid_stopped(pid, timeout):
-        return True
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    return wait_pid_stopped(pid, timeout)
 
 
 # ---- sshd -----------------------------------------------------------------------------
