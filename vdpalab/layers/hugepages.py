@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from vdpalab.errors import LayerError
 from vdpalab.layers import _text
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.parsers.procfs import Mount, parse_meminfo, parse_mounts
@@ -29,6 +30,7 @@ class HugepagesState:
     mount: Mount | None  # hugetlbfs at the lab's mount path
     other_mount: Mount | None  # something else mounted there
     dir_exists: bool | None  # None when not probed
+    mem_available_kb: int | None = None  # /proc/meminfo MemAvailable
 
     @property
     def used(self) -> int:
@@ -103,7 +105,25 @@ class Hugepages(Layer):
         dir_exists = None
         if self.settings.reserve_at_runtime and mount is None:
             dir_exists = self.read(["test", "-d", self.mount_path]).ok
-        return HugepagesState(size_kb, default_kb, total, free, nr, mount, other, dir_exists)
+        return HugepagesState(size_kb, default_kb, total, free, nr, mount, other, dir_exists,
+                              info.get("MemAvailable"))
+
+    def up(self) -> bool:
+        """Reserve and mount; refuses (LayerError: BROKEN) to reserve more memory than the host has available.
+
+        Writing a huge ``nr_hugepages`` makes the kernel take every free page it can find, starving
+        everything else on the host; a lab asking for more than MemAvailable is broken, not served.
+        """
+        st = self.probe()
+        need, _ = self.needed_pages()
+        extra_kb = max(0, need - st.free) * st.size_kb
+        if self.settings.reserve_at_runtime and st.mem_available_kb is not None and extra_kb > st.mem_available_kb:
+            raise LayerError(
+                self.name,
+                f"refusing to reserve {need - st.free} more {_size_label(st.size_kb)} pages ({extra_kb // 1024} MiB) "
+                f"for {need} free: the host has only {st.mem_available_kb // 1024} MiB available (MemAvailable)",
+            )
+        return super().up()
 
     def fresh_state(self) -> HugepagesState:
         """A fresh host: on the seed, the kernel command line already reserved the pages (section 2-1)."""
