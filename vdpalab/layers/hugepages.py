@@ -108,23 +108,6 @@ class Hugepages(Layer):
         return HugepagesState(size_kb, default_kb, total, free, nr, mount, other, dir_exists,
                               info.get("MemAvailable"))
 
-    def up(self) -> bool:
-        """Reserve and mount; refuses (LayerError: BROKEN) to reserve more memory than the host has available.
-
-        Writing a huge ``nr_hugepages`` makes the kernel take every free page it can find, starving
-        everything else on the host; a lab asking for more than MemAvailable is broken, not served.
-        """
-        st = self.probe()
-        need, _ = self.needed_pages()
-        extra_kb = max(0, need - st.free) * st.size_kb
-        if self.settings.reserve_at_runtime and st.mem_available_kb is not None and extra_kb > st.mem_available_kb:
-            raise LayerError(
-                self.name,
-                f"refusing to reserve {need - st.free} more {_size_label(st.size_kb)} pages ({extra_kb // 1024} MiB) "
-                f"for {need} free: the host has only {st.mem_available_kb // 1024} MiB available (MemAvailable)",
-            )
-        return super().up()
-
     def fresh_state(self) -> HugepagesState:
         """A fresh host: on the seed, the kernel command line already reserved the pages (section 2-1)."""
         size_kb = self.settings.size_kb
@@ -140,6 +123,15 @@ class Hugepages(Layer):
             return []  # kernel command line + fstab: verify only
         out = []
         need, _ = self.needed_pages()
+        extra_kb = max(0, need - st.free) * st.size_kb
+        if st.mem_available_kb is not None and extra_kb > st.mem_available_kb:
+            # writing a huge nr_hugepages makes the kernel take every free page it finds, starving the host:
+            # a lab asking for more than MemAvailable is broken (LayerError), not served
+            raise LayerError(
+                self.name,
+                f"refusing to reserve {need - st.free} more {_size_label(st.size_kb)} pages ({extra_kb // 1024} MiB) "
+                f"for {need} free: the host has only {st.mem_available_kb // 1024} MiB available (MemAvailable)",
+            )
         if st.free < need:
             target = (st.nr if st.nr is not None else st.total) + (need - st.free)
             out.append(
