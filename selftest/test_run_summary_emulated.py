@@ -10,6 +10,7 @@ the trend page that the installed `vdpalab trend` then writes next to it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,8 @@ def test_two_runs_print_the_summary_against_the_first_and_the_report_reads_headl
     db = f"sqlite:///{tmp_path / 'history.sqlite'}"
     try:
         first = _run(lab, reports, db, "--no-summary")
+        # the second run holds TCP to an impossible limit: its checks fail by the judge's verdict alone
+        lab.write_text(re.sub(r"(?m)^tcp_throughput_gbps_min = .*$", "tcp_throughput_gbps_min = 1000", lab.read_text()))
         second = _run(lab, reports, db)
     finally:
         cleanup(lab, name)
@@ -60,9 +63,16 @@ def test_two_runs_print_the_summary_against_the_first_and_the_report_reads_headl
     for needle in ("test_flood_ping[56B-a_to_b]", "loss_pct", " ms ", "throughput_gbps", "Gbit/s",
                    "test_counter_symmetry[ping]", "headline: Flood ping loss"):
         assert needle in summary, needle
-    rows = [line for line in summary.splitlines() if "throughput_gbps" in line]
+    lines = summary.splitlines()
+    rows = [line for line in lines if "throughput_gbps" in line]
     assert rows and all(any(k in line for k in ("better", "worse", "within noise", "same", "no baseline"))
-                        for line in rows), rows
+                                  for line in rows), rows
+    assert all("✗ ≥ 1000 Gbit/s" in line for line in rows), "the failed verdict is on each failed figure"
+    assert second.returncode == 1
+    first_failed = min(i for i, line in enumerate(lines) if line.startswith("FAILED test_tcp_throughput"))
+    passed_rows = [i for i, line in enumerate(lines) if line.startswith("test_")]
+    assert passed_rows and first_failed < passed_rows[0], "failed checks come first"
+    assert "tcp_throughput_gbps_min" in lines[first_failed + 1], "the failure line names the limit"
     if find_chromium() is None:
         pytest.skip("chromium is not installed: the report was not looked at")
     report = reports / second_id / "report.html"

@@ -153,5 +153,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         sections = {"diagnostics": f"could not collect diagnostics: {type(exc).__name__}: {exc}"}
     for name, text in sections.items():
         report.sections.append((f"vdpalab diagnostics: {name}", text))
-        item.user_properties.append((ATTACH_PROPERTY, json.dumps({"name": f"diagnostics: {name}", "text": text})))
-    report.user_properties = list(item.user_properties)
+        attachment = (ATTACH_PROPERTY, json.dumps({"name": f"diagnostics: {name}", "text": text}))
+        item.user_properties.append(attachment)
+        # appended, not replaced: the report also carries what other hooks added (the judge's verdicts)
+        report.user_properties.append(attachment)
