@@ -64,7 +64,7 @@ def test_two_runs_print_the_summary_against_the_first_and_the_report_reads_headl
                    "test_counter_symmetry[ping]", "headline: Flood ping loss"):
         assert needle in summary, needle
     lines = summary.splitlines()
-    rows = [line for line in lines if "throughput_gbps" in line]
+    rows = [line for line in lines if "throughput_gbps" in line and not line.lstrip().startswith("└")]
     assert rows and all(any(k in line for k in ("better", "worse", "within noise", "same", "no baseline"))
                                   for line in rows), rows
     assert all("✗ ≥ 1000 Gbit/s" in line for line in rows), "the failed verdict is on each failed figure"
