@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from vdpalab.errors import ParseError
 from vdpalab.parsers import PARSERS
-from vdpalab.parsers._common import Unparsed
+from vdpalab.parsers._common import Unparsed, looks_like_json
 
 pytestmark = pytest.mark.selftest
 
@@ -164,3 +164,19 @@ def test_mutated_real_samples_never_crash(kind: str, data: st.DataObject) -> Non
     junk = data.draw(st.text(alphabet=_ALPHABET, max_size=8), label="junk")
     mutated = (text[:pos] + junk + text[pos:])[: cut + len(junk)]
     _only_parse_error(kind, mutated)
+
+
+@_SETTINGS
+@given(kind=st.sampled_from([k for k in KINDS if k not in DOCUMENTS]), data=st.data())
+def test_a_foreign_line_in_a_real_sample_is_kept_not_fatal(kind: str, data: st.DataObject) -> None:
+    """Any line that is no output of the tool, inserted anywhere after the first line of a complete
+    real sample (it ends with a newline), is kept in ``unparsed`` with its number; the rest still parses."""
+    text = sample(kind)
+    if looks_like_json(text):
+        return  # a JSON document with a foreign line in it is no longer the tool's output
+    lines = text.rstrip("\n").split("\n")
+    at = data.draw(st.integers(1, len(lines)), label="after line")
+    junk = "\x07" + data.draw(st.text(alphabet=_ALPHABET, max_size=30), label="junk").replace("\n", " ")
+    mutated = "\n".join([*lines[:at], junk, *lines[at:]]) + "\n"
+    result = PARSERS[kind].parse(mutated)
+    assert Unparsed(at + 1, junk) in result.unparsed

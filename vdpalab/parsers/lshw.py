@@ -57,13 +57,15 @@ def parse_lshw(text: str) -> LshwTable:
     c_cls = c_dev + len("Device") + len(m.group(2))
     c_desc = c_cls + len("Class") + len(m.group(3))
     body = lines[1:]
-    if not body or not re.fullmatch(r"=+", body[0][1].strip()):
+    rule = next((i for i, (_, ln) in enumerate(body) if re.fullmatch(r"=+", ln.strip())), None)
+    if rule is None:
         no, ln = body[0] if body else (head_no, head)
         raise ParseError(kind, "expected the '=====' line under the header", no, ln)
     rows: list[LshwRow] = []
     del base  # rows start at column 0 even when the header was glued after a prompt
-    lines = body[1:]
+    lines = body[rule + 1:]
     keep = Keeper(lines, text)
+    keep.unparsed += [Unparsed(n, ln) for n, ln in body[:rule]]  # between the header and its rule
     for line_no, line in lines:
         with keep.line(line_no, line):
             if len(line.rstrip()) < c_cls + 1 or line[c_dev - 1:c_dev] not in (" ", "") or line[c_cls - 1] != " ":

@@ -101,6 +101,9 @@ def parse_ping(text: str) -> PingStats:
         raise ParseError(kind, "statistics block ends after its header (output cut?)", line_no, line)
     unparsed = [Unparsed(n, ln) for n, ln in lines[:head_idx]
                 if not (_PROGRESS.match(_strip_flood(ln)) or not _strip_flood(ln) or is_noise(ln))]
+    first_tx = next((i for i, (_, ln) in enumerate(tail) if _TX.match(ln.strip())), 0)
+    unparsed += [Unparsed(n, ln) for n, ln in tail[:first_tx]]  # between the header and its figures
+    tail = tail[first_tx:]
     tx_no, tx_line = tail[0]
     m = _TX.match(tx_line.strip())
     if not m:

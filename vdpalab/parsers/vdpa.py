@@ -378,9 +378,10 @@ def parse_vdpa_vstats(text: str) -> VdpaVstats:
             current = m.group("name")
             blocks.setdefault(current, []).append((line_no, line, m.group("rest")))
             continue
-        if current is None:
+        if current is None or not re.fullmatch(r"[\w.\- ]+", s):
             with keep.line(line_no, line):
-                raise ParseError(kind, "statistics before any device name", line_no, line)
+                raise ParseError(kind, "statistics before any device name" if current is None
+                                 else "not a line of counters", line_no, line)
             continue
         blocks[current].append((line_no, line, s))
     out = {}
