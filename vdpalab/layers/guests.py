@@ -25,6 +25,7 @@ at once) and then sets the data interface's address (``ip addr replace``) over S
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -39,7 +40,10 @@ from vdpalab.emulated.qemu import CONSOLE_ERRORS, DataNic, QemuSpec, qemu_argv
 from vdpalab.errors import HostError, LayerError
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.layers.libvirt_domain import DomainFiles, DomainState, LibvirtDomain, suite_domain_xml
+from vdpalab.logs import seconds
 from vdpalab.parsers.iplink import parse_ip_link
+
+log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 30
 CONSOLE_TAIL_LINES = 40
@@ -358,10 +362,13 @@ class Guests(Layer):
         start = time.monotonic()
         last = ""
         pid = self.journal.get(f"qemu:{guest.name}") if guest.kind == "qemu" else None
+        log.info("guest %s: waiting for SSH on %s:%s (%s boot, up to %s)", guest.name, guest.ssh.address,
+                 guest.ssh.port, guest.kind, seconds(guest.boot_timeout_s))
         while True:
             try:
                 result = self.on(guest.name).run("true", timeout=max(1.0, min(10.0, deadline - time.monotonic())))
                 if result.ok:
+                    log.info("guest %s: SSH answered after %s", guest.name, seconds(time.monotonic() - start))
                     return time.monotonic() - start
                 last = f"`true` exited with rc={result.rc}"
             except (HostError, OSError) as exc:
