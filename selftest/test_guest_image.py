@@ -241,7 +241,7 @@ def test_image_boots_and_accepts_the_lab_key(built, tmp_path: Path) -> None:
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed")
     paramiko = pytest.importorskip("paramiko")
-    from vdpalab.emulated.qemu import QemuProcess, QemuSpec, guest_append
+    from vdpalab.qemu import QemuProcess, QemuSpec, guest_append
 
     _cache, key, image, _cold = built
     port = _free_port()

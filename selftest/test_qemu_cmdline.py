@@ -19,7 +19,7 @@ from vdpalab.emulated.dpdk import (
     ovs_dpdk_other_config,
     vsctl_set_other_config,
 )
-from vdpalab.emulated.qemu import DataNic, QemuProcess, QemuSpec, guest_append, qemu_argv, qmp_command
+from vdpalab.qemu import DataNic, QemuProcess, QemuSpec, guest_append, qemu_argv, qmp_command
 
 pytestmark = pytest.mark.selftest
 

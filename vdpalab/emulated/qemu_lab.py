@@ -52,8 +52,8 @@ from vdpalab.emulated.dpdk import (
 )
 from vdpalab.emulated.netns_lab import BuildReport, EmulatedLab, Probe
 from vdpalab.emulated.ovs import OVS_VSWITCHD, PrivateOvs
-from vdpalab.emulated.qemu import QemuProcess, QemuSpec
 from vdpalab.errors import LabStateError
+from vdpalab.qemu import QemuProcess, QemuSpec
 
 RECORD = "qemu-lab.json"
 OVS_CTL = "ovs-ctl"

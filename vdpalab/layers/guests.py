@@ -1,6 +1,6 @@
 """Guests: start the two guests on their vDPA devices, wait for SSH, give them their addresses (seed 7-7, 7-8).
 
-* ``kind = "qemu"``: the seed's command line (built by ``vdpalab.emulated.qemu.qemu_argv``)
+* ``kind = "qemu"``: the seed's command line (built by ``vdpalab.qemu.qemu_argv``)
   ``-netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=vhost-vdpa0 -device virtio-net-pci,
   netdev=vhost-vdpa0,page-per-vq=on,iommu_platform=on,disable-legacy=on``, run in the background
   with ``-daemonize`` instead of the seed's foreground ``-nographic 2>&1 | tee vm153.log``: the
@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from vdpalab.config import GuestSettings, Lab, defines_libvirt_domain
-from vdpalab.emulated.qemu import CONSOLE_ERRORS, DataNic, QemuSpec, qemu_argv
 from vdpalab.errors import HostError, LayerError
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.layers.libvirt_domain import DomainFiles, DomainState, LibvirtDomain, suite_domain_xml
 from vdpalab.logs import seconds
 from vdpalab.parsers.iplink import parse_ip_link
+from vdpalab.qemu import CONSOLE_ERRORS, DataNic, QemuSpec, qemu_argv
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""QEMU guests: a pure argv builder and a small process/QMP controller.
+"""QEMU guests, for hardware and emulated labs alike: a pure argv builder and a small process/QMP controller.
 
 One builder serves both labs. On hardware it renders the seed's command line
 (``-netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=vhost-vdpa0 -device virtio-net-pci,netdev=vhost-vdpa0,...``
