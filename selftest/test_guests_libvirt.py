@@ -15,9 +15,7 @@ import pytest
 
 from vdpalab.config import Lab, load_lab
 from vdpalab.errors import LayerError, ParseError
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
-from vdpalab.layers import Guests, LayerContext
-from vdpalab.layers.libvirt_domain import (
+from vdpalab.guests.libvirt_domain import (
     DomainFiles,
     LibvirtDomain,
     add_vdpa_interface,
@@ -27,6 +25,8 @@ from vdpalab.layers.libvirt_domain import (
     suite_domain_xml,
     vdpa_interface_xml,
 )
+from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
+from vdpalab.layers import Guests, LayerContext
 from vdpalab.parsers.libvirt import parse_libvirt_xml
 
 pytestmark = pytest.mark.selftest
@@ -352,10 +352,10 @@ def test_both_seed_guests_start_before_either_is_waited_for(tmp_path: Path) -> N
             ScriptStep(f"cat {run}/c77g153.pid", rc=1, stderr=f"cat: {run}/c77g153.pid: No such file or directory\n"),
             MISSING_159,
             (f"mkdir -p {run}", ""),
-            (guests.qemu_command(lab.guest[0]), ""),
+            (guests.driver(lab.guest[0]).command(), ""),
+            (f"cat {run}/c77g153.pid", "4153\n"),  # the pid is journalled as soon as QEMU daemonized
             (f"virsh define {run}/c77g159.xml", "Domain 'c77g159' defined from ...\n"),
             ("virsh start c77g159", "Domain 'c77g159' started\n"),
-            (f"cat {run}/c77g153.pid", "4153\n"),
         ],
         log,
     )
@@ -367,7 +367,7 @@ def test_both_seed_guests_start_before_either_is_waited_for(tmp_path: Path) -> N
         h.assert_done()
     first_wait = log.index("c77g153: true")
     assert log.index("c83g155: virsh start c77g159") < first_wait
-    assert log.index(f"c83g155: {guests.qemu_command(lab.guest[0])}") < first_wait
+    assert log.index(f"c83g155: {guests.driver(lab.guest[0]).command()}") < first_wait
     assert set(layer.boot_s) == {"c77g153", "c77g159"}  # boot-to-SSH measured for both
     domain_xml = parse_libvirt_xml(host.files[f"{run}/c77g159.xml"].decode())
     assert [(i.type, i.source_dev) for i in domain_xml.interfaces] == [("vdpa", "/dev/vhost-vdpa-1")]

@@ -310,8 +310,8 @@ def test_emulated_qemu_lab_guest_command_line(tmp_path: Path) -> None:
     lab, guests, _ovs = _layers(tmp_path)
     state = QEMU_LAB.parent.parent / ".state" / "emu-qemu"
     guest = lab.guest[0]
-    argv = qemu_argv(guests.qemu_spec(guest))  # the layer adds -daemonize: the guest runs in the background
-    assert guests.qemu_command(guest).split()[0] == "qemu-system-x86_64"
+    argv = qemu_argv(guests.driver(guest).spec())  # the layer adds -daemonize: the guest runs in the background
+    assert guests.driver(guest).command().split()[0] == "qemu-system-x86_64"
     pairs = dict(_pairs(argv[:-1]))
     assert pairs["-accel"] == "tcg" and pairs["-cpu"] == "max" and pairs["-m"] == "512M"
     assert "-smp" not in pairs  # one vCPU is QEMU's default
@@ -377,7 +377,7 @@ def test_nested_qemu_guest_on_vhost_vdpa_command_line(tmp_path: Path) -> None:
 
     lab = load_lab(Path(__file__).parent / "data" / "labs" / "nested-vdpa-guests.toml")
     guests = Guests(LayerContext(lab=lab, hosts={}, state_dir=tmp_path))
-    argv = qemu_argv(guests.qemu_spec(lab.guest[0]))
+    argv = qemu_argv(guests.driver(lab.guest[0]).spec())
     pairs = _pairs(argv[:-1])
     netdevs = [v for k, v in pairs if k == "-netdev"]
     devices = [v for k, v in pairs if k == "-device"]

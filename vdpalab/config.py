@@ -204,21 +204,45 @@ class LibvirtSettings(Model):
     uri: Annotated[str, Field(pattern=r"^[a-z0-9+]+://\S*$")] | None = None
 
 
-class GuestSettings(Model):
-    """One guest (the seed's c77g153 / c77g159), whatever runs it."""
+class GuestBase(Model):
+    """What every guest has, whatever runs it (the seed's c77g153 / c77g159): a data NIC and an SSH way in.
+
+    A guest kind is a subclass with ``kind: Literal["..."]`` and its own fields, added to ``GuestSettings``
+    below; ``own_problems`` holds the checks that need more than one of its fields. Its driver (how to start,
+    reach and stop it) lives in ``vdpalab.guests`` (see ``vdpalab.guests.base.GuestDriver``).
+    """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")]
-    kind: Literal["qemu", "libvirt", "netns"]
-    image: str | None = None
-    memory_mib: Annotated[int, Field(ge=64)] = 8192
-    vcpus: Annotated[int, Field(ge=1)] = 1
-    vdpa_device: str | None = None
-    vhost_user_socket: str | None = None
     representor: IfName | None = None
     interface: IfName = "eth0"
     mac: MacAddress
     ip: IPv4Iface
     mtu: Annotated[int, Field(ge=68, le=9216)] = 1500
+    boot_timeout_s: PositiveFloat = 180.0
+    ssh: SSHSettings
+
+    @property
+    def address(self) -> str:
+        return self.ip.split("/")[0]
+
+    @property
+    def data_device(self) -> str | None:
+        """The vDPA device (``/dev/vhost-vdpa-N`` or a [[vdpa.devices]] name) the guest's data NIC uses, if any."""
+        return None
+
+    def own_problems(self) -> list[tuple[str, str]]:
+        """Checks across this guest's own fields: (key below ``guest[N]``, problem)."""
+        return []
+
+
+class VmGuest(GuestBase):
+    """A virtual machine on the lab host (QEMU run by the suite, or by libvirt) with a vDPA or vhost-user NIC."""
+
+    image: str | None = None
+    memory_mib: Annotated[int, Field(ge=64)] = 8192
+    vcpus: Annotated[int, Field(ge=1)] = 1
+    vdpa_device: str | None = None
+    vhost_user_socket: str | None = None
     qemu_binary: str = "qemu-system-x86_64"
     accel: Literal["kvm", "tcg"] = "kvm"
     cpu: str = "host"
@@ -239,14 +263,52 @@ class GuestSettings(Model):
     memory_backend: Literal["memfd", "file", "none"] | None = None
     # where the guests layer keeps console log, pidfile and QMP socket on the lab host (default /run/vdpalab/LAB)
     runtime_dir: str | None = None
-    boot_timeout_s: PositiveFloat = 180.0
-    # kind = "libvirt" only: the seed's existing domain, or one the suite defines (the default)
-    libvirt: LibvirtSettings | None = None
-    ssh: SSHSettings
 
     @property
-    def address(self) -> str:
-        return self.ip.split("/")[0]
+    def data_device(self) -> str | None:
+        return self.vdpa_device
+
+    def own_problems(self) -> list[tuple[str, str]]:
+        return [
+            (key, f"{key} is used only with kernel (direct kernel boot)")
+            for key in ("initrd", "append")
+            if getattr(self, key) is not None and self.kernel is None
+        ]
+
+
+class QemuGuest(VmGuest):
+    """A QEMU process the guests layer starts itself (the seed's 7-7 command line, in the background)."""
+
+    kind: Literal["qemu"]
+
+    def own_problems(self) -> list[tuple[str, str]]:
+        problems = []
+        if not (self.vdpa_device or self.vhost_user_socket):
+            problems.append(("vdpa_device", "a qemu guest needs vdpa_device or vhost_user_socket"))
+        return problems + super().own_problems()
+
+
+class LibvirtGuest(VmGuest):
+    """A libvirt domain with the seed's ``<interface type='vdpa'>``: an existing one edited for the run, or one the
+    suite defines from the fields above (``libvirt.domain``)."""
+
+    kind: Literal["libvirt"]
+    # the seed's existing domain, or one the suite defines (the default)
+    libvirt: LibvirtSettings | None = None
+
+    def own_problems(self) -> list[tuple[str, str]]:
+        own = [(key.removeprefix("."), problem) for key, problem in libvirt_problems(self, "")]
+        return super().own_problems() + own
+
+
+class NetnsGuest(GuestBase):
+    """A network namespace with its own sshd, made by an emulated lab's infrastructure (nothing to start)."""
+
+    kind: Literal["netns"]
+
+
+#: every guest kind; pydantic picks the model by ``kind`` and each validates its own fields
+GuestSettings = Annotated[QemuGuest | LibvirtGuest | NetnsGuest, Field(discriminator="kind")]
 
 
 class PingProfile(Model):
@@ -456,7 +518,7 @@ class Lab(Model):
         return self
 
     # --- convenience lookups used by layers and tests ---
-    def guest_by_name(self, name: str) -> GuestSettings | None:
+    def guest_by_name(self, name: str) -> GuestBase | None:
         return next((g for g in self.guest if g.name == name), None)
 
     @property
@@ -537,7 +599,7 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
                 (f"guest[{g}].name", f"guest name {guest.name!r} is also used by guest[{guest_names[guest.name]}]")
             )
         guest_names.setdefault(guest.name, g)
-        device = guest.vdpa_device
+        device = guest.data_device
         if device:
             if device in guest_devices:
                 owner = guest_devices[device]
@@ -548,16 +610,7 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
         if guest.address in guest_ips:
             problems.append((f"guest[{g}].ip", f"IP {guest.address} is also used by guest[{guest_ips[guest.address]}]"))
         guest_ips.setdefault(guest.address, g)
-        if guest.kind in ("qemu", "libvirt") and not (guest.vdpa_device or guest.vhost_user_socket):
-            problems.append((f"guest[{g}].vdpa_device", f"a {guest.kind} guest needs vdpa_device or vhost_user_socket"))
-        for key in ("initrd", "append"):
-            if getattr(guest, key) is not None and guest.kernel is None:
-                problems.append((f"guest[{g}].{key}", f"{key} is used only with kernel (direct kernel boot)"))
-        if guest.kind != "qemu" and not defines_libvirt_domain(guest):
-            for key in ("kernel", "mgmt_ssh_port", "memory_backend"):
-                if getattr(guest, key) is not None:
-                    problems.append((f"guest[{g}].{key}", f"{key} is for qemu guests, not {guest.kind}"))
-        problems += libvirt_problems(guest, f"guest[{g}]")
+        problems += [(f"guest[{g}].{key}", problem) for key, problem in guest.own_problems()]
         if guest.representor and guest.representor not in lab.representor_names:
             problems.append((f"guest[{g}].representor", f"{guest.representor!r} is not a declared representor"))
     if lab.lab.kind == "emulated" and lab.emulated is None:
@@ -661,7 +714,7 @@ def check_guest_mac_is_its_vfs(lab: Lab) -> list[tuple[str, str]]:
     vfs = _lab_vf_pcis(lab)
     problems = []
     for g, guest in enumerate(lab.guest):
-        dev = _vdpa_device_of(lab, guest.vdpa_device) if guest.vdpa_device else None
+        dev = _vdpa_device_of(lab, guest.data_device) if guest.data_device else None
         if dev is None:
             continue
         if dev.mac is not None:
@@ -685,9 +738,9 @@ def check_referenced_names_exist(lab: Lab) -> list[tuple[str, str]]:
     problems = []
     if lab.vdpa.devices:
         for g, guest in enumerate(lab.guest):
-            if guest.vdpa_device and _vdpa_device_of(lab, guest.vdpa_device) is None:
+            if guest.data_device and _vdpa_device_of(lab, guest.data_device) is None:
                 known = ", ".join(d.chardev or d.name for d in lab.vdpa.devices)
-                problems.append((f"guest[{g}].vdpa_device", f"{guest.vdpa_device!r} is no declared vdpa device "
+                problems.append((f"guest[{g}].vdpa_device", f"{guest.data_device!r} is no declared vdpa device "
                                                             f"({known})"))
     pf_names = {pf.name for pf in lab.pf}
     for i, pf in enumerate(lab.pf):
@@ -735,17 +788,13 @@ LIBVIRT_DEFINE_ONLY = (
 )
 
 
-def defines_libvirt_domain(guest: GuestSettings) -> bool:
+def defines_libvirt_domain(guest: GuestBase) -> bool:
     """A libvirt guest whose domain the suite writes (``libvirt.domain = "define"``, the default)."""
-    return guest.kind == "libvirt" and (guest.libvirt is None or guest.libvirt.domain == "define")
+    return isinstance(guest, LibvirtGuest) and (guest.libvirt is None or guest.libvirt.domain == "define")
 
 
-def libvirt_problems(guest: GuestSettings, where: str) -> list[tuple[str, str]]:
+def libvirt_problems(guest: LibvirtGuest, where: str) -> list[tuple[str, str]]:
     """What a libvirt guest's fields cannot mean: each one a (key, problem) line."""
-    if guest.kind != "libvirt":
-        if guest.libvirt is not None:
-            return [(f"{where}.libvirt", f"libvirt is for libvirt guests, not {guest.kind}")]
-        return []
     problems: list[tuple[str, str]] = []
     if guest.vdpa_device is None:
         problems.append((f"{where}.vdpa_device", "a libvirt guest needs vdpa_device (its <interface type='vdpa'>)"))
@@ -767,6 +816,20 @@ def libvirt_problems(guest: GuestSettings, where: str) -> list[tuple[str, str]]:
     return problems
 
 
+GUEST_MODELS: dict[str, type[GuestBase]] = {
+    model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in (QemuGuest, LibvirtGuest, NetnsGuest)
+}
+
+
+def _without_tag(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None]:
+    """pydantic puts the union's tag in the location (``guest.0.qemu.kernel``); the lab file has no such key."""
+    for i in range(2, len(loc)):
+        if loc[i - 2] == "guest" and isinstance(loc[i - 1], int) and loc[i] in GUEST_MODELS:
+            return loc[:i] + loc[i + 1 :], str(loc[i])
+    return loc, None
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -781,9 +844,19 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 def _format_pydantic_error(err: dict[str, Any]) -> tuple[str, str]:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
+    loc, tag = _without_tag(loc)
     key = _format_loc(loc)
     kind = err["type"]
+    if kind == "union_tag_invalid":
+        expected = ", ".join(repr(k) for k in GUEST_MODELS)
+        return f"{key}.kind", f"{err.get('ctx', {}).get('tag')!r} is not allowed: expected one of {expected}"
+    if kind == "union_tag_not_found":
+        return f"{key}.kind", "required key is missing (" + ", ".join(repr(k) for k in GUEST_MODELS) + ")"
     if kind == "extra_forbidden":
+        if tag is not None:
+            name = str(loc[-1])
+            others = [k for k, model in GUEST_MODELS.items() if name in model.model_fields]
+            return key, f"not a key of {tag} guests" + (f" (it is for {' and '.join(others)} guests)" if others else "")
         return key, "unknown key (not part of the lab schema; check the spelling)"
     if kind == "missing":
         return key, "required key is missing"

@@ -20,6 +20,7 @@ from pathlib import Path
 from vdpalab.config import Lab
 from vdpalab.errors import HostUnreachable
 from vdpalab.evidence import LogMarker, is_harmless_ovs_line, kernel_log_command, records_after
+from vdpalab.guests import driver_for
 from vdpalab.hosts.base import CommandHistory, Host
 from vdpalab.parsers.kernel_log import parse_kernel_log
 
@@ -168,9 +169,8 @@ def collect_diagnostics(
     for guest in lab.guest:
         c.run(guest.name, f"ip -s link show {guest.interface}; ip addr show {guest.interface}; ip neigh show",
               f"{guest.name}: links, addresses, neighbours")
-        if guest.kind == "libvirt":
-            c.run("host", ["tail", "-n", str(LOG_TAIL_LINES), f"/var/log/libvirt/qemu/{guest.name}.log"],
-                  f"{guest.name}: libvirt log")
+        for label, path in driver_for(guest).log_files():
+            c.run("host", ["tail", "-n", str(LOG_TAIL_LINES), path], f"{guest.name}: {label}")
     try:
         c.sections.update(console_logs(lab, state_dir))
     except Exception as exc:

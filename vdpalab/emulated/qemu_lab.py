@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vdpalab.config import GuestSettings, Lab, load_lab
+from vdpalab.config import GuestSettings, Lab, QemuGuest, load_lab
 from vdpalab.emulated import netns_lab
 from vdpalab.emulated.daemons import read_pidfile, stop_ours
 from vdpalab.emulated.dpdk import (
@@ -53,6 +53,7 @@ from vdpalab.emulated.dpdk import (
 from vdpalab.emulated.netns_lab import BuildReport, EmulatedLab, Probe
 from vdpalab.emulated.ovs import OVS_VSWITCHD, PrivateOvs
 from vdpalab.errors import LabStateError
+from vdpalab.guests.vm import guest_path
 from vdpalab.qemu import QemuProcess, QemuSpec
 
 RECORD = "qemu-lab.json"
@@ -85,10 +86,8 @@ def dpdk_file_prefix(lab: Lab) -> str | None:
     return None
 
 
-def guest_runtime_files(lab: Lab, guest: GuestSettings) -> dict[str, Path]:
+def guest_runtime_files(lab: Lab, guest: QemuGuest) -> dict[str, Path]:
     """Where the guests layer keeps this guest's files on the lab host (the same paths, computed alike)."""
-    from vdpalab.layers.guests import guest_path
-
     return {suffix: Path(guest_path(lab, guest, suffix)) for suffix in ("pid", "qmp", "console.log")}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 
-from vdpalab.config import GuestSettings, Lab, SSHSettings
+from vdpalab.config import GuestBase, Lab, SSHSettings
 from vdpalab.hosts.base import Host
 from vdpalab.hosts.local import LocalHost
 from vdpalab.hosts.ssh import SSHHost
@@ -49,9 +49,11 @@ def open_host(lab: Lab) -> Host:
     return ssh_host(lab, settings.name, settings, sudo=settings.sudo)
 
 
-def open_guest(lab: Lab, guest: GuestSettings) -> Host:
-    """A guest, always over SSH (a vDPA guest has no other way in)."""
-    return ssh_host(lab, guest.name, guest.ssh)
+def open_guest(lab: Lab, guest: GuestBase) -> Host:
+    """A guest, always over SSH (a vDPA guest has no other way in), at the address its driver gives."""
+    from vdpalab.guests import driver_for
+
+    return ssh_host(lab, guest.name, driver_for(guest).address())
 
 
 class HostPool(Mapping[str, Host]):

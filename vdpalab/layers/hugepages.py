@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vdpalab.errors import LayerError
+from vdpalab.guests import driver_for
 from vdpalab.layers import _text
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.parsers.procfs import Mount, parse_meminfo, parse_mounts
@@ -68,16 +69,11 @@ class Hugepages(Layer):
             need += pages
             why.append(f"OVS dpdk-socket-mem {self.lab.ovs.socket_mem} = {pages} page(s)")
         for guest in self.lab.guest:
-            # vhost-user needs guest memory shared with the backend: from hugetlbfs on hardware, a memfd in the
-            # emulated-qemu lab (memory_backend = "memfd"); a vhost-vdpa guest (the seed's) runs with QEMU's
-            # private RAM, as in the seed's command line
-            hugetlbfs = guest.memory_backend == "file" or (
-                guest.memory_backend is None and guest.vhost_user_socket and self.lab.lab.kind == "hardware"
-            )
-            if guest.kind in ("qemu", "libvirt") and hugetlbfs:
-                pages = math.ceil(guest.memory_mib * 1024 / size_kb)
+            mib = driver_for(guest).needs().hugepages_mib  # vhost-user guests' shared RAM (the seed's vDPA: none)
+            if mib:
+                pages = math.ceil(mib * 1024 / size_kb)
                 need += pages
-                why.append(f"guest {guest.name} {guest.memory_mib} MiB = {pages} page(s)")
+                why.append(f"guest {guest.name} {mib} MiB = {pages} page(s)")
         return max(self.settings.count, need), why
 
     def probe(self) -> HugepagesState:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdpalab.guests import driver_for
 from vdpalab.hosts.base import CommandResult
 from vdpalab.layers import _text
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
@@ -134,17 +135,11 @@ class Preflight(Layer):
         return state
 
     def _probe_qemu(self, state: PreflightState) -> None:
-        if not self.hardware and all(g.kind == "netns" for g in self.lab.guest):
-            return
         binaries: dict[str, set[str]] = {}
         for guest in self.lab.guest:
-            if guest.kind not in ("qemu", "libvirt"):
-                continue
-            want = binaries.setdefault(guest.qemu_binary, set())
-            if guest.vdpa_device:
-                want.add("vhost-vdpa")
-            if guest.vhost_user_socket:
-                want.add("vhost-user")
+            needs = driver_for(guest).needs()
+            if needs.qemu_binary:
+                binaries.setdefault(needs.qemu_binary, set()).update(needs.netdev_backends)
         for binary, backends in binaries.items():
             version = self._run([binary, "--version"])
             if not version.ok:
@@ -166,7 +161,7 @@ class Preflight(Layer):
                 )
 
     def _probe_libvirt(self, state: PreflightState) -> None:
-        if not any(g.kind == "libvirt" for g in self.lab.guest):
+        if not any(driver_for(g).needs().libvirt for g in self.lab.guest):
             return
         result = self._run(["virsh", "--version"])
         text = result.stdout.strip() if result.ok else ""

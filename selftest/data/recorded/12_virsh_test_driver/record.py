@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[3]))
 
 from vdpalab.config import load_lab  # noqa: E402
-from vdpalab.layers.libvirt_domain import DomainFiles, add_vdpa_interface, suite_domain_xml  # noqa: E402
+from vdpalab.guests.libvirt_domain import DomainFiles, add_vdpa_interface, suite_domain_xml  # noqa: E402
 
 
 def session(virsh: str, commands: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:

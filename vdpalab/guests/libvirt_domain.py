@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from vdpalab.config import LIBVIRT_DEVICE_OPTIONS, GuestSettings, defines_libvirt_domain
+from vdpalab.config import LIBVIRT_DEVICE_OPTIONS, LibvirtGuest, defines_libvirt_domain
 from vdpalab.errors import LayerError, ParseError
 from vdpalab.parsers.libvirt import LIBVIRT_XML, parse_libvirt_xml
 
 if TYPE_CHECKING:
+    from vdpalab.guests.base import GuestContext
     from vdpalab.layers.base import PlannedCommand
-    from vdpalab.layers.guests import Guests
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 #: where libvirt's QEMU driver keeps a running domain's pidfile and QEMU's own log
@@ -41,11 +41,11 @@ def quoteattr(value: str) -> str:
     return "'" + escape(value, {"'": "&apos;", '"': "&quot;"}) + "'"
 
 
-def domain_name(guest: GuestSettings) -> str:
+def domain_name(guest: LibvirtGuest) -> str:
     return guest.libvirt.name if guest.libvirt and guest.libvirt.name else guest.name
 
 
-def virsh(guest: GuestSettings, *args: str) -> list[str]:
+def virsh(guest: LibvirtGuest, *args: str) -> list[str]:
     """``virsh [-c URI] ARGS``: the URI only when the lab names one (the seed ran plain ``virsh``)."""
     uri = guest.libvirt.uri if guest.libvirt else None
     return ["virsh", *(["-c", uri] if uri else []), *args]
@@ -154,7 +154,7 @@ def _cpu_xml(cpu: str) -> str:
     return f"<cpu mode='custom' match='exact'><model>{escape(cpu)}</model></cpu>"
 
 
-def suite_domain_xml(guest: GuestSettings, files: DomainFiles) -> str:
+def suite_domain_xml(guest: LibvirtGuest, files: DomainFiles) -> str:
     """A whole domain around the seed's ``<interface type='vdpa'>`` (``libvirt.domain = "define"``).
 
     The guest's fields decide it as they decide a QEMU guest's command line: accel (``kvm``/``qemu`` domain type),
@@ -237,13 +237,13 @@ class DomainState:
 
 
 class LibvirtDomain:
-    """One libvirt guest's domain on the lab host, driven through ``layer`` (its host, journal and plan).
+    """One libvirt guest's domain on the lab host, driven through ``layer`` (the guests layer: host, journal, plan).
 
     Journal keys (per domain): ``libvirt-original:NAME`` the XML before the suite added its interface (existing
     way), ``libvirt-defined:NAME`` the suite defined it, ``libvirt-started:NAME`` the suite started it.
     """
 
-    def __init__(self, layer: Guests, guest: GuestSettings, files: DomainFiles) -> None:
+    def __init__(self, layer: GuestContext, guest: LibvirtGuest, files: DomainFiles) -> None:
         self.layer = layer
         self.guest = guest
         self.files = files

@@ -1,0 +1,16 @@
+"""``kind = "netns"``: a namespace with its own sshd, made by an emulated lab's infrastructure.
+
+There is nothing to start or stop: the infrastructure keeps the namespace and its sshd running. The layer only
+configures the data interface, including the lab's MAC (a veth has a random one).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from vdpalab.guests.base import GuestDriverBase
+
+
+class NetnsDriver(GuestDriverBase):
+    kind: ClassVar[str] = "netns"
+    sets_mac: ClassVar[bool] = True

@@ -1,0 +1,72 @@
+"""What the two VM drivers (qemu, libvirt) share: runtime files on the lab host and the serial console log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vdpalab.errors import HostError
+from vdpalab.guests.base import GuestContext, GuestDriverBase, GuestNeeds
+from vdpalab.qemu import CONSOLE_ERRORS
+
+if TYPE_CHECKING:
+    from vdpalab.config import Lab, VmGuest
+
+CONSOLE_TAIL_LINES = 40
+DEFAULT_RUNTIME_ROOT = "/run/vdpalab"
+
+
+def guest_runtime_dir(lab: Lab, guest: VmGuest) -> str:
+    """Where a guest's console log, pidfile and QMP socket live on the lab host (``/run/vdpalab/LAB`` by default)."""
+    if guest.runtime_dir:
+        return os.path.abspath(str(lab.resolve(guest.runtime_dir)))
+    return f"{DEFAULT_RUNTIME_ROOT}/{lab.lab.name}"
+
+
+def guest_path(lab: Lab, guest: VmGuest, suffix: str) -> str:
+    return f"{guest_runtime_dir(lab, guest)}/{guest.name}.{suffix}"
+
+
+def console_markers(ctx: GuestContext, log: str) -> str | None:
+    """A fatal boot error in the console log's tail (the image's /init failure marker, a kernel panic), else None."""
+    result = ctx.read(["tail", "-n", str(CONSOLE_TAIL_LINES), log])
+    for marker in CONSOLE_ERRORS:
+        if result.ok and marker in result.stdout:
+            return f"the console shows {marker!r}"
+    return None
+
+
+class VmDriver(GuestDriverBase):
+    """A VM on the lab host: its files live in its runtime dir, its serial console goes to ``NAME.console.log``."""
+
+    def runtime_dir(self) -> str | None:
+        return guest_runtime_dir(self.lab, self.guest)
+
+    def path(self, suffix: str) -> str:
+        return guest_path(self.lab, self.guest, suffix)
+
+    def lab_path(self, value: str | None) -> Path | None:
+        """A path from the lab file, absolute (relative ones are relative to the lab file)."""
+        resolved = self.lab.resolve(value)
+        return Path(os.path.abspath(resolved)) if resolved is not None else None
+
+    def console_log(self) -> str:
+        """The file on the lab host the guest's serial console is written to."""
+        return self.path("console.log")
+
+    def backends(self) -> frozenset[str]:
+        """The QEMU ``-netdev`` backends the guest's data NIC needs."""
+        return frozenset({"vhost-vdpa"} if self.guest.vdpa_device else set())
+
+    def needs(self) -> GuestNeeds:
+        return GuestNeeds(qemu_binary=self.guest.qemu_binary, netdev_backends=self.backends())
+
+    def console(self) -> str:
+        log = self.console_log()
+        try:
+            result = self.ctx.read(["tail", "-n", str(CONSOLE_TAIL_LINES), log])
+        except HostError as exc:
+            return f"\n(console log unreadable: {exc})"
+        text = result.stdout.rstrip() if result.ok else f"(no console log: {result.stderr.strip()})"
+        return f"\n--- console {log} (last {CONSOLE_TAIL_LINES} lines) ---\n{text}"
