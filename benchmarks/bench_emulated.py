@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from vdpalab.emulated import control  # noqa: E402
+from vdpalab import control  # noqa: E402
 from vdpalab.emulated.relabel import relabeled_lab  # noqa: E402
 
 TARGETS_S = {"cold up": 2.0, "warm up": 0.5, "down": 1.0}

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from vdpalab import control  # noqa: E402
 from vdpalab.config import load_lab  # noqa: E402
-from vdpalab.emulated import control  # noqa: E402
 from vdpalab.emulated.qemu_lab import relabeled_qemu_lab  # noqa: E402
 from vdpalab.session import state_dir_of  # noqa: E402
 

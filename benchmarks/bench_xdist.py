@@ -87,8 +87,8 @@ def small_lab_copy(source: str | Path, dest_dir: str | Path, name: str, *, kerne
 
 def remove_lab(path: Path, name: str) -> list[str]:
     """Whatever the run's teardown left of the copy (it should be nothing), then its state dir."""
+    from vdpalab import control
     from vdpalab.config import load_lab
-    from vdpalab.emulated import control
 
     left: list[str] = []
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout

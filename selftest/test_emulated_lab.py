@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from vdpalab import control
 from vdpalab.config import Lab
-from vdpalab.emulated import control
 from vdpalab.emulated.daemons import pid_running, read_pidfile
 from vdpalab.emulated.netns_lab import EmulatedLab, lab_layout
 from vdpalab.emulated.relabel import relabeled_lab

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from vdpalab import control
 from vdpalab.bringup import BringUp
 from vdpalab.config import Lab, load_lab
-from vdpalab.emulated import control
 from vdpalab.emulated.daemons import pid_running, read_pidfile
 from vdpalab.emulated.dpdk import dpdk_runtime_dir, find_vswitchd_dpdk, missing_dpdk_drivers
 from vdpalab.emulated.qemu_lab import QemuLab, dpdk_file_prefix, guest_runtime_files, relabeled_qemu_lab

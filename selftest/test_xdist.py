@@ -377,7 +377,7 @@ def pytest_configure(config: pytest.Config) -> None:
     message = os.environ.get(INFRA_FAIL_ENV)
     if not message:
         return
-    from vdpalab.emulated import control
+    from vdpalab import control
     from vdpalab.errors import LabStateError
 
     def infra_up(lab: Any) -> Any:

@@ -257,7 +257,7 @@ class LabSession:
     def _infra_up(self) -> None:
         if self.lab.emulated is None:
             return
-        from vdpalab.emulated import control
+        from vdpalab import control
 
         control.infra_up(self.lab)
 
@@ -279,7 +279,7 @@ class LabSession:
         restore failed ("infrastructure" or a layer's name).
         """
         if self.lab.emulated is not None:
-            from vdpalab.emulated import control
+            from vdpalab import control
 
             try:
                 control.lab_down(self.lab)  # logs what it did

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, lab: Lab) -> int:
-    from vdpalab.emulated import control
+    from vdpalab import control
 
     t0 = time.monotonic()
     if args.action == "up":
