@@ -29,7 +29,6 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from vdpalab import control  # noqa: E402
 from vdpalab.config import load_lab  # noqa: E402
 from vdpalab.emulated.qemu_lab import relabeled_qemu_lab  # noqa: E402
-from vdpalab.session import state_dir_of  # noqa: E402
 
 BOOT_TARGET_S = 20.0
 RUN_TARGET_S = 240.0
@@ -68,7 +67,7 @@ def bench_qemu(lab_file: str | Path = ROOT / "labs" / "emulated-qemu.toml") -> l
         wall = time.monotonic() - started
         summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= ")
         rows = [(f"guest {guest} boot to SSH (TCG)", seconds, "s", f"< {BOOT_TARGET_S:g} s")
-                for guest, seconds in sorted(boot_times(state_dir_of(lab)).items())]
+                for guest, seconds in sorted(boot_times(lab.state_dir).items())]
         status = "" if proc.returncode == 0 else f", FAILED rc={proc.returncode}"
         rows.append((f"emulated-qemu bringup+datapath run ({summary}{status})", wall, "s", f"< {RUN_TARGET_S:g} s"))
         return rows

@@ -34,7 +34,6 @@ from vdpalab.errors import LabStateError
 from vdpalab.hosts.factory import HostPool
 from vdpalab.hosts.ssh import SSHHost
 from vdpalab.layers.base import LayerStatus
-from vdpalab.session import state_dir_of
 from vdpalab.testing.machine import Machine
 
 pytestmark = [pytest.mark.selftest, pytest.mark.emulated, pytest.mark.qemu, pytest.mark.slow]
@@ -135,7 +134,7 @@ def test_up_then_down_stops_qemu_through_qmp_and_leaves_the_machine_as_found(
     prefix = dpdk_file_prefix(lab)
     assert prefix and prefix.startswith(f"vdpalab-{lab.lab.name}-"), prefix
     machine = Machine.of_layouts(QemuLab(lab).layout)
-    state = state_dir_of(lab)
+    state = lab.state_dir
     try:
         with _up(lab) as handle:
             machine.note()

@@ -155,9 +155,9 @@ def run_suite(tmp: Path, labs: list[Path], *, workers: int, tag: str, tests: lis
 def events(lab_path: Path, run_id: str) -> list[tuple[float, int, str]]:
     """(time, pid, what) of this run's lines in the lab's session-events.log."""
     from vdpalab.config import load_lab
-    from vdpalab.session import state_dir_of
 
-    log = state_dir_of(load_lab(lab_path)) / "session-events.log"
+
+    log = load_lab(lab_path).state_dir / "session-events.log"
     found = []
     for line in log.read_text().splitlines() if log.exists() else []:
         fields = line.split()

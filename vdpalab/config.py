@@ -522,6 +522,15 @@ class Lab(Model):
         return next((g for g in self.guest if g.name == name), None)
 
     @property
+    def state_dir(self) -> Path:
+        """Where the lab keeps journals, keys and session files: ``[emulated] state_dir``, else ``.state/NAME``."""
+        if self.emulated is not None:
+            resolved = self.resolve(self.emulated.state_dir)
+            assert resolved is not None
+            return resolved.absolute()
+        return (Path(".state") / self.lab.name).absolute()
+
+    @property
     def representor_names(self) -> set[str]:
         return {rep for pf in self.pf for rep in pf.representors}
 

@@ -1,6 +1,7 @@
-"""One entry point for bringing an emulated lab up and down: the CLI and the test session both call it.
+"""One entry point for bringing a lab with infrastructure up and down: the CLI and the test session both call it.
 
-``lab_up`` = the builder (namespaces, cables, OVS and sshd daemons: what a real host already has),
+``lab_up`` = the infrastructure (``vdpalab.infra``: for the netns flavour namespaces, cables, OVS and sshd
+daemons, what a real host already has),
 then the bring-up layers over SSH (what the seed's procedure configures). ``lab_down`` is the
 reverse: the layers restore what they changed from their journals, then the builder removes the
 infrastructure. ``infra_up`` / ``infra_down`` are the builder alone, for callers (the session
@@ -13,7 +14,6 @@ infrastructure is damaged (a daemon was killed), it is repaired first so the lay
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -21,73 +21,33 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from vdpalab.bringup import BringUp
 from vdpalab.config import Lab
 from vdpalab.errors import LabStateError, TeardownError
 from vdpalab.hosts.factory import HostPool
+from vdpalab.infra import Infrastructure, infrastructure_for
 from vdpalab.logs import seconds
 
 log = logging.getLogger(__name__)
 
 
-class Builder(Protocol):
-    """What a flavour's infrastructure builder offers (``netns_lab.EmulatedLab`` is the netns one)."""
-
-    def up(self) -> Any: ...
-
-    def down(self) -> list[str]: ...
-
-    def probe(self) -> Any: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-    def lock(self, timeout: float = 300.0) -> Any: ...
-
-
-# flavour -> "module:Class"; a flavour's module is imported only when a lab of that flavour is used
-BUILDERS: dict[str, str] = {
-    "netns": "vdpalab.emulated.netns_lab:EmulatedLab",
-    "qemu": "vdpalab.emulated.qemu_lab:QemuLab",
-}
-
-
-def builder_for(lab: Lab) -> Builder:
-    """The infrastructure builder of an emulated lab; LabStateError for a hardware lab or an unknown flavour."""
-    if lab.emulated is None:
+def builder_for(lab: Lab) -> Infrastructure:
+    """The lab's infrastructure; LabStateError for a hardware lab (nothing to build) or an unknown flavour."""
+    infra = infrastructure_for(lab)
+    if infra is None:
         raise LabStateError(f"lab {lab.lab.name!r} is a hardware lab: there is no infrastructure to build")
-    target = BUILDERS.get(lab.emulated.flavour)
-    if target is None:
-        raise LabStateError(
-            f"lab {lab.lab.name!r}: no builder for emulated flavour {lab.emulated.flavour!r} "
-            f"(known: {', '.join(sorted(BUILDERS))})"
-        )
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(lab)  # type: ignore[no-any-return]
+    return infra
 
 
-def state_dir(lab: Lab) -> Path:
-    """Where the lab keeps keys, daemons' files and the layers' journals."""
-    from vdpalab.session import state_dir_of
-
-    return state_dir_of(lab)
-
-
-def _bringup(lab: Lab, hosts: HostPool) -> Any:
-    """The layers' BringUp, or None while ``vdpalab.bringup`` is not installed."""
-    try:
-        module = importlib.import_module("vdpalab.bringup")
-    except ModuleNotFoundError as exc:
-        if exc.name != "vdpalab.bringup":
-            raise
-        return None
-    return module.BringUp(lab, hosts, state_dir(lab))
+def _bringup(lab: Lab, hosts: HostPool) -> BringUp:
+    return BringUp(lab, hosts, lab.state_dir)
 
 
 def _journals(lab: Lab) -> list[Path]:
     """The layers' journals that still hold something to restore."""
-    directory = state_dir(lab) / "journal"
+    directory = lab.state_dir / "journal"
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.glob("*.json") if p.stat().st_size > 2)
@@ -101,15 +61,15 @@ def _touch(hosts: HostPool, name: str) -> None:
 
 
 @contextmanager
-def _warming(lab: Lab, hosts: HostPool) -> Iterator[None]:
+def _warming(lab: Lab, hosts: HostPool, infra: Infrastructure) -> Iterator[None]:
     """Connect to the guests in the background while the host's layers run.
 
     A connection's first command costs ~70 ms (handshake plus the first session channel), mostly
     waiting; the host's layers (preflight, hugepages, ovs) come first, so by the time the guests
-    layer needs its guests they are connected. Only for the netns flavour, whose guests' sshd is
-    infrastructure (up before any layer); a qemu guest exists only once the guests layer booted it.
+    layer needs its guests they are connected. Only when the infrastructure provides the guests
+    (netns: their sshd is up before any layer); a qemu guest exists only once the guests layer booted it.
     """
-    if lab.emulated is None or lab.emulated.flavour != "netns" or not lab.guest:
+    if not infra.provides_guests or not lab.guest:
         yield
         return
     pool = ThreadPoolExecutor(len(lab.guest), thread_name_prefix="vdpalab-warm")
@@ -126,7 +86,7 @@ class LabHandle:
     """An emulated lab that is up: its builder, open hosts and what bring-up reported."""
 
     lab: Lab
-    builder: Builder
+    builder: Infrastructure
     hosts: HostPool
     build: Any  # the builder's report (netns_lab.BuildReport)
     outcomes: Mapping[str, Any] = field(default_factory=dict)  # layer name -> LayerOutcome
@@ -173,18 +133,14 @@ def lab_up(lab: Lab, *, layers: bool = True, assume_up: bool = False) -> LabHand
         handle = LabHandle(lab, builder, hosts, build, timings=timings)
         if layers:
             bringup = _bringup(lab, hosts)
-            if bringup is None:
-                handle.bringup_available = False
-                log.warning("lab %s: vdpalab.bringup is not installed: infrastructure only", lab.lab.name)
-            else:
-                t1 = time.monotonic()
-                try:
-                    with _warming(lab, hosts):
-                        handle.outcomes = dict(bringup.up(assume_up=assume_up))
-                except Exception:
-                    hosts.close()
-                    raise
-                timings["layers_s"] = time.monotonic() - t1
+            t1 = time.monotonic()
+            try:
+                with _warming(lab, hosts, builder):
+                    handle.outcomes = dict(bringup.up(assume_up=assume_up))
+            except Exception:
+                hosts.close()
+                raise
+            timings["layers_s"] = time.monotonic() - t1
         timings["total_s"] = time.monotonic() - t0
     return handle
 
@@ -212,14 +168,10 @@ def lab_down(lab: Lab) -> list[str]:
             hosts = HostPool(lab)
             try:
                 bringup = _bringup(lab, hosts)
-                if bringup is None:
-                    left = [p.name for p in journals]
-                    errors["layers"] = f"layer journals {left} remain but vdpalab.bringup is missing"
-                else:
-                    with _warming(lab, hosts):
-                        failed = bringup.down() or {}
-                    errors.update(dict(failed))
-                    done.append("layers down" + (f" ({len(failed)} with problems)" if failed else ""))
+                with _warming(lab, hosts, builder):
+                    failed = bringup.down()
+                errors.update(failed)
+                done.append("layers down" + (f" ({len(failed)} with problems)" if failed else ""))
             except Exception as exc:  # the infrastructure still goes away; the error is reported after
                 errors["layers"] = f"{type(exc).__name__}: {exc}"
             finally:

@@ -1,8 +1,8 @@
 """One lab's bring-up for a whole test run, done exactly once however many processes ask.
 
 The first process that needs the lab (the only one without xdist, or the first
-xdist worker) takes a file lock, builds the emulated infrastructure when the lab
-is emulated, runs the bring-up layers and writes their outcomes to
+xdist worker) takes a file lock, builds the lab's infrastructure when it has one
+(``vdpalab.infra``: an emulated lab's stand-in hardware), runs the bring-up layers and writes their outcomes to
 ``session.json``. Every other process of the same run waits on the lock and
 attaches: it reads the same outcomes (so a broken layer is the same skip reason
 everywhere) and opens its own SSH connections. Teardown happens once, in the
@@ -31,24 +31,18 @@ from typing import Any
 
 from filelock import FileLock
 
+from vdpalab import control
+from vdpalab.bringup import BringUp
 from vdpalab.config import Lab
 from vdpalab.errors import TeardownError, VdpaLabError
 from vdpalab.hosts.factory import HostPool
+from vdpalab.infra import has_infrastructure
 from vdpalab.layers.base import LayerOutcome, LayerStatus, outcome_from_dict, outcome_to_dict
 from vdpalab.logs import AppendFileHandler, own_logger, seconds
 
 log = logging.getLogger(__name__)
 
 EVENTS_FORMAT = "%(created).6f pid=%(process)d run=%(run_id)s %(message)s"
-
-
-def state_dir_of(lab: Lab) -> Path:
-    """Where a lab keeps journals, keys and session files."""
-    if lab.emulated is not None:
-        resolved = lab.resolve(lab.emulated.state_dir)
-        assert resolved is not None
-        return resolved.absolute()
-    return (Path(".state") / lab.lab.name).absolute()
 
 
 class LayerUnavailable(Exception):
@@ -174,7 +168,7 @@ class LabSession:
         self.run_id = run_id
         self.keep_up = keep_up
         self.assume_up = assume_up
-        self.state_dir = state_dir_of(lab)
+        self.state_dir = lab.state_dir
         self.hosts = HostPool(lab)
         self.record: SessionRecord | None = None
         self.events_log = self.state_dir / "session-events.log"
@@ -255,10 +249,9 @@ class LabSession:
             return record
 
     def _infra_up(self) -> None:
-        if self.lab.emulated is None:
+        """Build the lab's stand-in hardware, if it has any (``vdpalab.infra``; a hardware lab has none)."""
+        if not has_infrastructure(self.lab):
             return
-        from vdpalab import control
-
         control.infra_up(self.lab)
 
     def _take_marker(self) -> dict[str, Any] | None:
@@ -272,15 +265,13 @@ class LabSession:
             return None
 
     def _down(self, record: SessionRecord) -> dict[str, str]:
-        """Layers restore from their journals, then an emulated lab's infrastructure goes.
+        """Layers restore from their journals, then the lab's infrastructure (if any) goes.
 
-        For an emulated lab ``control.lab_down`` does both, repairing a killed daemon first
+        With infrastructure ``control.lab_down`` does both, repairing a killed daemon first
         so the layers can still be undone over SSH. Returns {part: error} for every part whose
         restore failed ("infrastructure" or a layer's name).
         """
-        if self.lab.emulated is not None:
-            from vdpalab import control
-
+        if has_infrastructure(self.lab):
             try:
                 control.lab_down(self.lab)  # logs what it did
             except TeardownError as exc:
@@ -288,8 +279,6 @@ class LabSession:
             return {}
         if record.infra_error:
             return {}
-        from vdpalab.bringup import BringUp
-
         pool = HostPool(self.lab)
         try:
             return BringUp(self.lab, pool, self.state_dir).down()
@@ -297,8 +286,6 @@ class LabSession:
             pool.close()
 
     def _layers_up(self) -> tuple[dict[str, LayerOutcome], dict[str, str | None]]:
-        from vdpalab.bringup import BringUp
-
         bringup = BringUp(self.lab, self.hosts, self.state_dir)
         outcomes = bringup.up(assume_up=self.assume_up)
         versions = dict(getattr(bringup, "versions", {}) or {})

@@ -56,8 +56,10 @@ def _print(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from vdpalab.infra import has_infrastructure
+
     lab = load_lab(args.lab)
-    if lab.emulated is None:
+    if not has_infrastructure(lab):
         raise LabStateError(f"{args.lab}: lab {lab.lab.name!r} is a hardware lab; `vdpalab lab` drives emulated labs")
     with console_logging(getattr(args, "verbose", 0), quiet=args.json):
         return _run(args, lab)

@@ -19,7 +19,6 @@ from vdpalab.config import Lab, load_lab
 from vdpalab.hosts.base import Host
 from vdpalab.layers import LAYER_ORDER
 from vdpalab.layers.base import PlannedCommand
-from vdpalab.session import state_dir_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,7 +84,7 @@ def render(lab: Lab, plans: dict[str, list[PlannedCommand]], na: dict[str, str],
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     lab = load_lab(args.lab)
-    state_dir = Path(args.state_dir) if args.state_dir else state_dir_of(lab)
+    state_dir = Path(args.state_dir) if args.state_dir else lab.state_dir
     hosts = _OfflineHosts() if (args.offline or args.down) else open_hosts(lab)
     try:
         bring = BringUp(lab, hosts, state_dir, layers=args.layer)  # type: ignore[arg-type]

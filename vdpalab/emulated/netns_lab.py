@@ -269,7 +269,9 @@ class BuildReport:
 
 
 class EmulatedLab:
-    """Build, probe and remove one emulated netns lab (root only)."""
+    """Build, probe and remove one emulated netns lab (root only): a ``vdpalab.infra.Infrastructure``."""
+
+    provides_guests = True  # the guests' namespaces and sshd are infrastructure
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab

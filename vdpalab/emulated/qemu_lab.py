@@ -94,6 +94,8 @@ def guest_runtime_files(lab: Lab, guest: QemuGuest) -> dict[str, Path]:
 class QemuLab(EmulatedLab):
     """Build, probe and remove one emulated-qemu lab (root only); the guests are left to the guests layer."""
 
+    provides_guests = False  # QEMU guests exist only once the guests layer booted them
+
     def __init__(self, lab: Lab) -> None:
         if lab.lab.kind != "emulated" or lab.emulated is None or lab.emulated.flavour != "qemu":
             raise LabStateError(f"lab {lab.lab.name!r}: the qemu builder builds emulated labs of flavour 'qemu'")
