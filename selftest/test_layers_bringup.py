@@ -147,14 +147,14 @@ def test_assume_up_only_verifies(lab: Lab, tmp_path: Path) -> None:
 def test_emulated_lab_has_no_sriov_switchdev_or_vdpa(emulated: Lab, tmp_path: Path) -> None:
     bring = BringUp(emulated, {}, tmp_path, layers=["sriov", "switchdev", "vdpa"])
     assert bring.not_applicable() == {
-        "sriov": "not available in the emulated lab: no SR-IOV NIC",
-        "switchdev": "not available in the emulated lab: no devlink eswitch (no SR-IOV NIC)",
-        "vdpa": "not available in the emulated lab: no vDPA bus",
+        "sriov": "no SR-IOV NIC: no PF asking for VFs has a PCI address in the lab (ens2f0, ens2f1)",
+        "switchdev": "no PF in the lab has switchdev = true",
+        "vdpa": "vdpa.enabled = false in the lab",
     }
     outcomes = bring.up()  # no host is touched: there is none in the mapping
     for name, outcome in outcomes.items():
         assert outcome.status is LayerStatus.NOT_APPLICABLE
-        assert outcome.reason.startswith("not available in the emulated lab")
+        assert outcome.reason == bring.not_applicable()[name]
         assert bring.skip_reason(name) == f"layer {name} not available: {outcome.reason}"
     assert bring.down() == {}  # nothing to take down either
 

@@ -580,7 +580,7 @@ def test_plan_command_json_and_emulated(tmp_path: Path) -> None:
     )
     assert plan_cmd.run(args, out) == 0
     doc = json.loads(out.getvalue())
-    assert doc["layers"]["vdpa"] == {"not_applicable": "not available in the emulated lab: no vDPA bus", "commands": []}
+    assert doc["layers"]["vdpa"] == {"not_applicable": "vdpa.enabled = false in the lab", "commands": []}
     assert doc["layers"]["ovs"]["commands"][0]["command"] == (
         "ovs-vsctl set Open_vSwitch . other_config:userspace-tso-enable=true"
     )
@@ -590,5 +590,5 @@ def test_run_layer_reports_not_applicable_without_touching_a_host(emulated: Lab,
     outcome = run_layer(Vdpa(ctx(emulated, tmp_path)))
     assert (outcome.status, outcome.reason) == (
         LayerStatus.NOT_APPLICABLE,
-        "not available in the emulated lab: no vDPA bus",
+        "vdpa.enabled = false in the lab",
     )

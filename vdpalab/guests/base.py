@@ -52,6 +52,7 @@ class GuestNeeds:
     netdev_backends: frozenset[str] = field(default_factory=frozenset)  # `-netdev help` must list these
     libvirt: bool = False  # libvirt >= LIBVIRT_MIN must be installed
     hugepages_mib: int = 0  # guest RAM backed by hugetlbfs
+    host_tools: tuple[str, ...] = ()  # programs the guest runs from the lab host's filesystem
 
 
 class GuestContext(Protocol):

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from vdpalab.guests.base import GuestDriverBase
+from vdpalab.guests.base import GuestDriverBase, GuestNeeds
 
 
 class NetnsDriver(GuestDriverBase):
     kind: ClassVar[str] = "netns"
     sets_mac: ClassVar[bool] = True
+
+    def needs(self) -> GuestNeeds:
+        return GuestNeeds(host_tools=("iperf3", "ping", "ip"))  # a namespace runs the host's own programs

@@ -30,7 +30,7 @@ class LayerStatus(StrEnum):
     PENDING = "pending"
     UP = "up"  # up ran (or found it already up) and verify passed
     BROKEN = "broken"  # up or verify failed: dependants are ERRORs with the reason
-    NOT_APPLICABLE = "not-applicable"  # cannot exist in this lab (e.g. no devlink eswitch in the emulated lab)
+    NOT_APPLICABLE = "not-applicable"  # the lab file says it is absent (e.g. no PF with a PCI address: no eswitch)
     DOWN = "down"
 
 

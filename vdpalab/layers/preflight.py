@@ -62,16 +62,19 @@ class Preflight(Layer):
         return self.read(cmd, **kwargs)
 
     @property
-    def hardware(self) -> bool:
-        return self.lab.lab.kind == "hardware"
+    def pci_nic(self) -> bool:
+        """Whether the lab file gives any PF a PCI address (a real NIC port: SR-IOV, devlink, driver, OFED)."""
+        return any(pf.pci for pf in self.lab.pf)
 
     def required_tools(self) -> list[str]:
-        if self.hardware:
-            tools = ["devlink"]
-            if self.lab.vdpa.enabled:
-                tools.append("vdpa")
-            return [*tools, "ovs-vsctl"]
-        return ["ovs-vsctl", "iperf3", "ping", "ip"]
+        """What the lab file asks for: devlink for a PCI NIC, the vdpa tool for vDPA, OVS, and what guests need."""
+        tools = ["devlink"] if self.pci_nic else []
+        if self.lab.vdpa.enabled:
+            tools.append("vdpa")
+        tools.append("ovs-vsctl")
+        for guest in self.lab.guest:
+            tools += [t for t in driver_for(guest).needs().host_tools if t not in tools]
+        return tools
 
     def probe(self) -> PreflightState:
         state = PreflightState()
@@ -96,14 +99,11 @@ class Preflight(Layer):
             state.check(
                 found.ok and bool(found.stdout.strip()), f"tool {tool} found" + ("" if found.ok else " (missing)")
             )
-        if not self.hardware:
-            state.notes.append(
-                "emulated lab: hardware-only checks skipped "
-                "(devlink, vdpa tool, NIC driver/firmware, OFED, QEMU vhost-vdpa)"
-            )
+        if not self.pci_nic:
+            state.notes.append("no PF has a PCI address in the lab: devlink, NIC driver/firmware and OFED not checked")
         self._probe_qemu(state)
         self._probe_libvirt(state)
-        if self.hardware:
+        if self.pci_nic:
             ofed = self._run(["ofed_info", "-s"])
             if ofed.ok and ofed.stdout.strip():
                 state.versions["ofed"] = ofed.stdout.strip().rstrip(":").removeprefix("MLNX_OFED_LINUX-")

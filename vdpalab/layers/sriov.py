@@ -17,8 +17,6 @@ from vdpalab.errors import LayerError
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.parsers.iplink import parse_ip_link
 
-EMULATED_REASON = "not available in the emulated lab: no SR-IOV NIC"
-
 
 @dataclass(frozen=True)
 class PfVfState:
@@ -35,13 +33,15 @@ class Sriov(Layer):
     requires = ("preflight",)
 
     def pfs(self) -> list[PFSettings]:
-        return [pf for pf in self.lab.pf if pf.num_vfs > 0]
+        """The PFs to give VFs: SR-IOV is a PCI feature, so only PFs with a PCI address in the lab file."""
+        return [pf for pf in self.lab.pf if pf.num_vfs > 0 and pf.pci]
 
     def not_applicable(self) -> str | None:
-        if self.lab.lab.kind == "emulated":
-            return EMULATED_REASON
-        if not self.pfs():
+        wanted = [pf.name for pf in self.lab.pf if pf.num_vfs > 0]
+        if not wanted:
             return "no PF in the lab asks for VFs (num_vfs = 0)"
+        if not self.pfs():
+            return f"no SR-IOV NIC: no PF asking for VFs has a PCI address in the lab ({', '.join(wanted)})"
         return None
 
     def probe(self) -> dict[str, PfVfState]:

@@ -28,7 +28,6 @@ from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.parsers.devlink import parse_devlink_eswitch, parse_devlink_port
 from vdpalab.parsers.ethtool import parse_ethtool_k
 
-EMULATED_REASON = "not available in the emulated lab: no devlink eswitch (no SR-IOV NIC)"
 VF_DRIVER = "mlx5_core"
 ABSENT = "absent"  # the VF does not exist yet (sriov not up): it will appear bound to its PF's driver
 
@@ -49,13 +48,15 @@ class Switchdev(Layer):
     requires = ("preflight", "sriov")
 
     def pfs(self) -> list[PFSettings]:
-        return [pf for pf in self.lab.pf if pf.switchdev]
+        """The PFs to put in switchdev mode: a devlink eswitch is a PCI device's, so only PFs with a PCI address."""
+        return [pf for pf in self.lab.pf if pf.switchdev and pf.pci]
 
     def not_applicable(self) -> str | None:
-        if self.lab.lab.kind == "emulated":
-            return EMULATED_REASON
-        if not self.pfs():
+        wanted = [pf.name for pf in self.lab.pf if pf.switchdev]
+        if not wanted:
             return "no PF in the lab has switchdev = true"
+        if not self.pfs():
+            return f"no devlink eswitch: no PF with switchdev = true has a PCI address in the lab ({', '.join(wanted)})"
         return None
 
     def vf_pcis(self, pf: PFSettings) -> list[str]:

@@ -26,8 +26,6 @@ from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.parsers.sysfs import parse_ls_l
 from vdpalab.parsers.vdpa import parse_vdpa_dev
 
-EMULATED_REASON = "not available in the emulated lab: no vDPA bus"
-
 
 @dataclass(frozen=True)
 class VdpaState:
@@ -57,8 +55,6 @@ class Vdpa(Layer):
 
     def not_applicable(self) -> str | None:
         if not self.lab.vdpa.enabled:
-            if self.lab.lab.kind == "emulated":
-                return EMULATED_REASON
             return "vdpa.enabled = false in the lab"
         if not self.devices:
             return "no [[vdpa.devices]] in the lab"
