@@ -6,10 +6,7 @@ so that a nightly log line is enough to start debugging.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from vdpalab.hosts.base import CommandResult
+from vdpalab.command_result import CommandResult
 
 
 class VdpaLabError(Exception):

@@ -14,29 +14,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from vdpalab.command_result import CommandResult
 from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
 from vdpalab.logs import own_logger
 
 log = logging.getLogger(__name__)
 
 Command = str | Sequence[str]
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What one command did: enough to judge it and to show it in a report."""
-
-    host: str
-    command: str
-    rc: int
-    stdout: str
-    stderr: str
-    started: float
-    duration: float
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
 
 
 @dataclass(frozen=True)
