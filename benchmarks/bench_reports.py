@@ -39,12 +39,13 @@ def _trend(url: str, out: Path, *, window: int | None = None, charts: str = "ano
     from vdpalab.commands.trend import write_outputs
     from vdpalab.history.store import HistoryStore
     from vdpalab.history.trend import DEFAULT_WINDOW, analyze, load_series
+    from vdpalab.reports.charts import trend_chart
 
     window = DEFAULT_WINDOW if window is None else window
     t0 = time.perf_counter()
     with HistoryStore(url, create=False) as store:
         series = load_series(store)
-    trends = analyze(series, window=window, out_dir=out, charts=charts)  # type: ignore[arg-type]
+    trends = analyze(series, window=window, out_dir=out, charts=charts, draw=trend_chart)  # type: ignore[arg-type]
     write_outputs(trends, out, window=window)
     took = time.perf_counter() - t0
     n_charts = sum(1 for t in trends if t.chart)

@@ -88,9 +88,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"vdpalab trend: no series match ({filters or 'no filter'}): check --lab/--metric/--test/--since",
               file=sys.stderr)
         return 2
+    from vdpalab.reports.charts import trend_chart  # matplotlib only when charts are drawn
+
     out = Path(args.out)
     trends = analyze(series, window=args.window, out_dir=out, charts=args.charts, workers=args.workers,
-                     tolerance=args.tolerance)
+                     tolerance=args.tolerance, draw=trend_chart)
     write_outputs(trends, out, filters=filters, window=args.window)
     print(format_summary(trends, verbose=args.verbose))
     regressed = [t for t in trends if t.regressed]

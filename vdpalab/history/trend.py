@@ -36,7 +36,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
@@ -330,22 +330,24 @@ def chart_name(trend: SeriesTrend) -> str:
 
 
 Classified = tuple[list[Group], list[Anomaly], int, str | None, float, float, bool]
+#: draws one series as PNG bytes (``vdpalab.reports.charts.trend_chart``): trend computes, reports draw
+Draw = Callable[..., bytes]
 
 
 def _work(chunk: list[SeriesTrend], window: int, out_dir: str | None, charts: str,
-          dpi: int, tolerance: float = DEFAULT_TOLERANCE) -> list[Classified]:
-    """Worker: classify a chunk of series and draw their charts (in a child process).
+          dpi: int, tolerance: float = DEFAULT_TOLERANCE, draw: Draw | None = None) -> list[Classified]:
+    """Worker: classify a chunk of series and draw their charts with ``draw`` (in a child process).
 
     Returns only what classification adds (not the points), to keep the pickling cheap.
     """
-    from vdpalab.reports.charts import trend_chart
-
     done = []
     for trend in chunk:
         t = classify_series(trend, window, tolerance)
-        if out_dir is not None and (charts == "all" or (charts == "anomalies" and (t.anomalies or t.regressed))):
+        if draw is not None and out_dir is not None and (
+            charts == "all" or (charts == "anomalies" and (t.anomalies or t.regressed))
+        ):
             path = Path(out_dir) / chart_name(t)
-            path.write_bytes(trend_chart(t, dpi=dpi))
+            path.write_bytes(draw(t, dpi=dpi))
             t.chart = path.name
         done.append((t.groups, t.anomalies, t.window_start, t.chart, t.long_term_best, t.long_term_pct,
                      t.long_term_regression))
@@ -361,8 +363,9 @@ def analyze(
     workers: int | None = None,
     dpi: int = 72,
     tolerance: float = DEFAULT_TOLERANCE,
+    draw: Draw | None = None,
 ) -> list[SeriesTrend]:
-    """Classify every series (and draw its chart into ``out_dir``), in parallel processes.
+    """Classify every series (and, given ``draw``, draw its chart into ``out_dir``), in parallel processes.
 
     ``tolerance``: how much worse than its long-term best a series' newest level may be (0.05 = 5 %).
     """
@@ -375,12 +378,12 @@ def analyze(
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     if workers <= 1 or len(items) < 8 or "fork" not in multiprocessing.get_all_start_methods():
-        parts = [(items, _work(items, window, target, charts, dpi, tolerance))]
+        parts = [(items, _work(items, window, target, charts, dpi, tolerance, draw))]
     else:
         # Interleaved chunks: each worker gets a similar mix of long and short series.
         chunks = [c for c in (items[k::workers * 3] for k in range(workers * 3)) if c]
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            futures = [(c, pool.submit(_work, c, window, target, charts, dpi, tolerance)) for c in chunks]
+            futures = [(c, pool.submit(_work, c, window, target, charts, dpi, tolerance, draw)) for c in chunks]
             parts = [(c, f.result()) for c, f in futures]
     done: dict[tuple[str, str, str, str], SeriesTrend] = {}
     for chunk, outcome in parts:
