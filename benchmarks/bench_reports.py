@@ -23,7 +23,7 @@ N_SERIES = 200
 
 def _history(path: Path, n_runs: int, n_series: int) -> tuple[str, float]:
     from vdpalab.history.store import HistoryStore
-    from vdpalab.history.synthetic import Step, synthetic_runs
+    from vdpalab.testing.synthetic import Step, synthetic_runs
 
     url = f"sqlite:///{path / 'history.sqlite'}"
     steps = [Step(i, 60 + (i * 37) % (n_runs - 90), 0.85 if i % 4 == 0 else 1.15) for i in range(0, n_series, 9)]
@@ -56,7 +56,7 @@ def bench_reports(n_runs: int = N_RUNS, n_series: int = N_SERIES, *, full: bool 
     """Measurements as (what, seconds, target): the trend ones are the targets of the issue."""
     from vdpalab.history.trend import DEFAULT_WINDOW
     from vdpalab.reports import write_reports
-    from vdpalab.reports.sample import sample_run
+    from vdpalab.testing.sample import sample_run
 
     out: list[tuple[str, float, str]] = []
     tmp = Path(tempfile.mkdtemp(prefix="vdpalab-bench-"))

@@ -2,7 +2,7 @@
 fair anchor, OpenSSH's own connection reuse (ControlMaster: each `ssh` process is a new channel on
 one master connection, as SSHHost's commands are).
 
-Runs against a private sshd on 127.0.0.1 (vdpalab.testing.sshd), so it needs
+Runs against a private sshd on 127.0.0.1 (vdpalab.emulated.sshd), so it needs
 root and openssh-server. Usage: ``.venv/bin/python benchmarks/bench_ssh.py``.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vdpalab.emulated.sshd import start_sshd
 from vdpalab.results import percentile
-from vdpalab.testing.sshd import start_sshd
 
 REUSED_ITERATIONS = 200
 # one ssh process per command costs a full handshake each time: fewer iterations keep the run short

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vdpalab.traffic.sandbox import NetnsPair
+from vdpalab.testing.sandbox import NetnsPair
 
 
 @pytest.fixture(scope="module")

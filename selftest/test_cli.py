@@ -18,8 +18,8 @@ import pytest
 from test_parsers_errors import CASES, DATA
 
 from vdpalab.history import HistoryStore
-from vdpalab.history.synthetic import synthetic_runs
 from vdpalab.parsers import PARSERS
+from vdpalab.testing.synthetic import synthetic_runs
 
 pytestmark = pytest.mark.selftest
 

@@ -33,9 +33,9 @@ from vdpalab.evidence import (
 )
 from vdpalab.hosts.base import CommandResult, Host
 from vdpalab.hosts.local import LocalHost
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
 from vdpalab.parsers.kernel_log import unwrap_mail_wrapped
 from vdpalab.parsers.vdpa import VqStats
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 
 pytestmark = pytest.mark.selftest
 

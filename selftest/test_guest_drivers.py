@@ -16,8 +16,8 @@ from vdpalab import guests
 from vdpalab.config import GUEST_MODELS, Lab, LibvirtGuest, NetnsGuest, QemuGuest, load_lab
 from vdpalab.guests import DRIVERS, GuestRun, driver_for
 from vdpalab.guests.netns import NetnsDriver
-from vdpalab.hosts.scripted import ScriptedHost
 from vdpalab.layers import Guests, Hugepages, LayerContext
+from vdpalab.testing.scripted import ScriptedHost
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,9 +25,9 @@ from vdpalab.guests.libvirt_domain import (
     suite_domain_xml,
     vdpa_interface_xml,
 )
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
 from vdpalab.layers import Guests, LayerContext
 from vdpalab.parsers.libvirt import parse_libvirt_xml
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 
 pytestmark = pytest.mark.selftest
 

@@ -26,11 +26,11 @@ from sqlalchemy import func, insert, select, text
 from vdpalab.history import HistoryError, HistorySchemaError, HistoryStore, RunCollector, normalize_url
 from vdpalab.history import schema as S
 from vdpalab.history.collector import status_from_exitstatus
-from vdpalab.history.synthetic import Step, synthetic_runs
 from vdpalab.history.trend import analyze, load_series
 from vdpalab.reports import write_reports
 from vdpalab.results import CommandRecord, Result, RunFingerprint, TestOutcome
 from vdpalab.testing.postgres import PostgresServer, PostgresUnavailable, find_bin_dir
+from vdpalab.testing.synthetic import Step, synthetic_runs
 
 pytestmark = pytest.mark.selftest
 

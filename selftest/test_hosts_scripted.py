@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
-from vdpalab.hosts import ScriptedHost, ScriptMismatch, ScriptStep
+from vdpalab.testing.scripted import ScriptedHost, ScriptMismatch, ScriptStep
 
 pytestmark = pytest.mark.selftest
 

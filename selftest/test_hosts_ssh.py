@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from vdpalab.emulated.sshd import SshdServer, descendants, pid_running, start_sshd, wait_pid_stopped
 from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
 from vdpalab.hosts.netns import free_tcp_port
 from vdpalab.hosts.ssh import SSHHost
 from vdpalab.processes import descendants, pid_running, wait_pid_stopped
-from vdpalab.testing.sshd import SshdServer, start_sshd
 
 pytestmark = pytest.mark.selftest
 

@@ -9,9 +9,9 @@ import pytest
 
 from vdpalab.bringup import BringUp, load_state
 from vdpalab.config import Lab, load_lab
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
 from vdpalab.layers import LAYER_ORDER, LayerStatus
-from vdpalab.layers.transcript import load_transcript, scripted_host
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
+from vdpalab.testing.transcript import load_transcript, scripted_host
 
 pytestmark = pytest.mark.selftest
 

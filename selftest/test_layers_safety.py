@@ -15,9 +15,9 @@ import pytest
 from vdpalab.bringup import BringUp
 from vdpalab.config import Lab, load_lab
 from vdpalab.errors import SafetyRefusal
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
 from vdpalab.layers import LAYER_ORDER, LayerContext, LayerStatus, Preflight
-from vdpalab.layers.transcript import load_transcript
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
+from vdpalab.testing.transcript import load_transcript
 
 pytestmark = pytest.mark.selftest
 

@@ -17,9 +17,9 @@ import pytest
 
 from vdpalab.bringup import STATE_FILE, BringUp, load_state
 from vdpalab.config import Lab, load_lab
-from vdpalab.hosts.scripted import ScriptedHost
 from vdpalab.layers import LAYER_ORDER, LayerStatus
-from vdpalab.layers.transcript import scripted_host
+from vdpalab.testing.scripted import ScriptedHost
+from vdpalab.testing.transcript import scripted_host
 
 pytestmark = pytest.mark.selftest
 

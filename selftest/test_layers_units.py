@@ -11,7 +11,6 @@ import pytest
 from vdpalab.commands import plan as plan_cmd
 from vdpalab.config import Lab, load_lab
 from vdpalab.errors import LayerError
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
 from vdpalab.layers import (
     Guests,
     Hugepages,
@@ -27,9 +26,10 @@ from vdpalab.layers import (
 from vdpalab.layers.hugepages import HugepagesState
 from vdpalab.layers.ovs import OvsState, kv_arg
 from vdpalab.layers.sriov import PfVfState
-from vdpalab.layers.transcript import TranscriptError, load_transcript
 from vdpalab.parsers.libvirt import parse_libvirt_xml
 from vdpalab.parsers.ovs import parse_vsctl_show
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
+from vdpalab.testing.transcript import TranscriptError, load_transcript
 
 pytestmark = pytest.mark.selftest
 

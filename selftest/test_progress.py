@@ -17,8 +17,8 @@ import pytest
 
 from vdpalab.bringup import BringUp
 from vdpalab.config import Lab, load_lab
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
-from vdpalab.layers.transcript import load_transcript, scripted_host
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
+from vdpalab.testing.transcript import load_transcript, scripted_host
 
 pytestmark = pytest.mark.selftest
 

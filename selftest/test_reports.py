@@ -24,8 +24,8 @@ from vdpalab.reports.browser import find_chromium, screenshot
 from vdpalab.reports.charts import image_stats
 from vdpalab.reports.junit import split_test_id
 from vdpalab.reports.meta import load_run_dir
-from vdpalab.reports.sample import LAB, sample_run
 from vdpalab.results import Result, RunRecord
+from vdpalab.testing.sample import LAB, sample_run
 
 pytestmark = pytest.mark.selftest
 

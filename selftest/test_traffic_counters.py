@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from vdpalab.config import load_lab
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
 from vdpalab.parsers.ovs import parse_dump_ports
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 from vdpalab.traffic.counters import (
     BridgePair,
     CounterError,

@@ -17,6 +17,7 @@ from scapy.layers.inet6 import ICMPv6MLReport2, ICMPv6ND_NS, ICMPv6ND_RS, IPv6, 
 from scapy.layers.l2 import ARP, LLC, STP, Dot1Q, Dot3, Ether
 from scapy.packet import Raw
 
+from vdpalab.testing.sandbox import NetnsPair
 from vdpalab.traffic import noise
 from vdpalab.traffic.frames import (
     FrameOutcome,
@@ -27,7 +28,6 @@ from vdpalab.traffic.frames import (
     frame_problems,
     has_python3,
 )
-from vdpalab.traffic.sandbox import NetnsPair
 
 pytestmark = pytest.mark.selftest
 

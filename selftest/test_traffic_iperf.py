@@ -18,6 +18,7 @@ import pytest
 from vdpalab.hosts.base import CommandResult
 from vdpalab.parsers.iperf import parse_iperf3
 from vdpalab.results import Result, Threshold
+from vdpalab.testing.sandbox import NetnsPair
 from vdpalab.traffic.iperf import (
     Iperf3Run,
     Iperf3Spec,
@@ -29,7 +30,6 @@ from vdpalab.traffic.iperf import (
     run_iperf3,
 )
 from vdpalab.traffic.jobs import JobError, WorkDir, start_job
-from vdpalab.traffic.sandbox import NetnsPair
 
 pytestmark = pytest.mark.selftest
 

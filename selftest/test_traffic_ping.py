@@ -14,8 +14,8 @@ import pytest
 from vdpalab.hosts.base import CommandResult
 from vdpalab.parsers.ping import parse_ping
 from vdpalab.results import Result, Threshold
+from vdpalab.testing.sandbox import NetnsPair
 from vdpalab.traffic.ping import PingRun, PingSpec, ping_problems, run_ping
-from vdpalab.traffic.sandbox import NetnsPair
 
 pytestmark = pytest.mark.selftest
 

@@ -1,6 +1,6 @@
 """Trend (jumpavg) and compare over synthetic histories with known, injected changes.
 
-The synthetic history (``vdpalab.history.synthetic``) alternates throughput series (higher
+The synthetic history (``vdpalab.testing.synthetic``) alternates throughput series (higher
 is better) and rtt series (lower is better) with 0.4-0.6 % noise; steps of 10-25 % are
 injected at known runs. The detector must find each of them, at the exact run, with the
 right direction, and nothing else.
@@ -20,10 +20,10 @@ import pytest
 from vdpalab.commands import compare as compare_cmd
 from vdpalab.commands import trend as trend_cmd
 from vdpalab.history import HistoryStore
-from vdpalab.history.synthetic import Step, series_specs, synthetic_runs
 from vdpalab.history.trend import SeriesTrend, analyze, classify_series, goodness, load_series, parse_since
 from vdpalab.reports.charts import image_stats
 from vdpalab.results import Result
+from vdpalab.testing.synthetic import Step, series_specs, synthetic_runs
 
 pytestmark = pytest.mark.selftest
 

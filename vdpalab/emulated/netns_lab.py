@@ -504,7 +504,7 @@ class EmulatedLab:
         return pid if pid_is_ours(pid, self.layout.marker) else None
 
     def _ensure_sshds(self) -> list[str]:
-        from vdpalab.testing.sshd import start_sshd  # the shared private-sshd starter
+        from vdpalab.emulated.sshd import start_sshd  # the shared private-sshd starter
 
         lay = self.layout
         changed: list[str] = []

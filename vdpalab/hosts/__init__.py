@@ -1,7 +1,8 @@
-"""Hosts: one interface (``Host``), three backends (local, SSH, scripted).
+"""Hosts: one interface (``Host``), two backends here (local, SSH); the scripted one is test code.
 
-``SSHHost`` is imported lazily so that code that only needs ``LocalHost`` or
-``ScriptedHost`` does not pay for importing paramiko.
+``SSHHost`` is imported lazily so that code that only needs ``LocalHost`` does not pay for
+importing paramiko. ``ScriptedHost`` (a recorded transcript played back) lives in
+``vdpalab.testing.scripted``: only the self-tests use it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from vdpalab.hosts.base import CommandHistory, CommandResult, HistoryEntry, Host, to_shell
 from vdpalab.hosts.local import LocalHost
-from vdpalab.hosts.scripted import ScriptedHost, ScriptMismatch, ScriptStep
 
 if TYPE_CHECKING:
     from vdpalab.hosts.ssh import SSHHost
@@ -22,9 +22,6 @@ __all__ = [
     "Host",
     "LocalHost",
     "SSHHost",
-    "ScriptMismatch",
-    "ScriptStep",
-    "ScriptedHost",
     "to_shell",
 ]
 

@@ -1,4 +1,4 @@
-"""Start a private OpenSSH server for self-tests and the emulated lab (pure library, no pytest).
+"""Start a private OpenSSH server for the emulated lab and the self-tests (pure library, no pytest).
 
 The server gets its own host key, authorized key, config, pid file and log in a
 work directory, listens on a chosen address (127.0.0.1 by default), optionally

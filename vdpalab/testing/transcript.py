@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 
 
 class TranscriptError(ValueError):
