@@ -107,3 +107,10 @@ def test_hugepages_and_preflight_ask_the_driver_what_a_guest_needs(tmp_path: Pat
     need, why = Hugepages(LayerContext(lab=file_backed, hosts={}, state_dir=tmp_path)).needed_pages()
     assert why[-2:] == ["guest c77g153 512 MiB = 256 page(s)", "guest c77g159 512 MiB = 256 page(s)"]
     assert need >= 512
+
+
+def test_a_libvirt_guest_on_hugepages_needs_them_too() -> None:
+    libvirt = load_lab(ROOT / "selftest" / "data" / "labs" / "libvirt-both-ways.toml")
+    defined = next(g for g in libvirt.guest if g.libvirt is None or g.libvirt.domain == "define")
+    assert driver_for(defined.model_copy(update={"memory_backend": "file"})).needs().hugepages_mib == defined.memory_mib
+    assert driver_for(defined.model_copy(update={"memory_backend": "memfd"})).needs().hugepages_mib == 0

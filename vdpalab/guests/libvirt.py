@@ -8,6 +8,7 @@ from the guest's fields (``"define"``, the default); :class:`vdpalab.guests.libv
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 from vdpalab.config import defines_libvirt_domain
@@ -26,7 +27,7 @@ class LibvirtDriver(VmDriver):
     guest: LibvirtGuest
 
     def needs(self) -> GuestNeeds:
-        return GuestNeeds(self.guest.qemu_binary, self.backends(), libvirt=True)
+        return replace(super().needs(), libvirt=True)
 
     def files(self) -> DomainFiles:
         """The suite's files for the domain: its XML, its console log, a direct-boot kernel (absolute paths)."""

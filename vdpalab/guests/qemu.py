@@ -19,8 +19,8 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from vdpalab.guests.base import GuestNeeds, GuestRun
-from vdpalab.guests.vm import VmDriver, console_markers
+from vdpalab.guests.base import GuestRun
+from vdpalab.guests.vm import VmDriver, console_markers, memory_backend
 from vdpalab.qemu import DataNic, QemuSpec, qemu_argv
 
 if TYPE_CHECKING:
@@ -28,13 +28,6 @@ if TYPE_CHECKING:
     from vdpalab.layers.base import PlannedCommand
 
 STOP_WAIT_S = 30
-
-
-def memory_backend(guest: QemuGuest) -> str:
-    """The guest RAM QEMU gets: the lab's choice, else the seed's own RAM (vhost-vdpa) or hugepages (vhost-user)."""
-    if guest.memory_backend is not None:
-        return guest.memory_backend
-    return "file" if guest.vhost_user_socket and not guest.vdpa_device else "none"
 
 
 def nic_id(vdpa_device: str) -> str:
@@ -54,12 +47,6 @@ class QemuDriver(VmDriver):
         if self.guest.vhost_user_socket:
             found.add("vhost-user")
         return frozenset(found)
-
-    def needs(self) -> GuestNeeds:
-        # vhost-user needs guest memory shared with the backend: from hugetlbfs (memory_backend "file", the default
-        # for vhost-user) or a memfd (the emulated-qemu lab); a vhost-vdpa guest (the seed's) runs on QEMU's own RAM
-        hugepages = self.guest.memory_mib if memory_backend(self.guest) == "file" else 0
-        return GuestNeeds(self.guest.qemu_binary, self.backends(), hugepages_mib=hugepages)
 
     # --- the command line ---
     def spec(self) -> QemuSpec:

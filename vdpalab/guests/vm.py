@@ -28,6 +28,13 @@ def guest_path(lab: Lab, guest: VmGuest, suffix: str) -> str:
     return f"{guest_runtime_dir(lab, guest)}/{guest.name}.{suffix}"
 
 
+def memory_backend(guest: VmGuest) -> str:
+    """The guest RAM QEMU gets: the lab's choice, else the seed's own RAM (vhost-vdpa) or hugepages (vhost-user)."""
+    if guest.memory_backend is not None:
+        return guest.memory_backend
+    return "file" if guest.vhost_user_socket and not guest.vdpa_device else "none"
+
+
 def console_markers(ctx: GuestContext, log: str) -> str | None:
     """A fatal boot error in the console log's tail (the image's /init failure marker, a kernel panic), else None."""
     result = ctx.read(["tail", "-n", str(CONSOLE_TAIL_LINES), log])
@@ -60,7 +67,10 @@ class VmDriver(GuestDriverBase):
         return frozenset({"vhost-vdpa"} if self.guest.vdpa_device else set())
 
     def needs(self) -> GuestNeeds:
-        return GuestNeeds(qemu_binary=self.guest.qemu_binary, netdev_backends=self.backends())
+        # vhost-user needs guest memory shared with the backend: from hugetlbfs (memory_backend "file", the default
+        # for vhost-user) or a memfd (the emulated-qemu lab); a vhost-vdpa guest (the seed's) runs on QEMU's own RAM
+        hugepages = self.guest.memory_mib if memory_backend(self.guest) == "file" else 0
+        return GuestNeeds(self.guest.qemu_binary, self.backends(), hugepages_mib=hugepages)
 
     def console(self) -> str:
         log = self.console_log()
