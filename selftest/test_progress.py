@@ -79,9 +79,9 @@ def test_not_applicable_layers_log_one_line_and_down_logs_each_layer(
     with caplog.at_level(logging.INFO, logger="vdpalab"):
         BringUp(emulated, {}, tmp_path, layers=["sriov", "switchdev"]).up()
     assert _lines(caplog, "vdpalab.bringup") == [
-        f"lab {emulated.lab.name}: layer sriov: not-applicable (not available in the emulated lab: no SR-IOV NIC)",
-        f"lab {emulated.lab.name}: layer switchdev: not-applicable "
-        "(not available in the emulated lab: no devlink eswitch (no SR-IOV NIC))",
+        f"lab {emulated.lab.name}: layer sriov: not-applicable "
+        "(no SR-IOV NIC: no PF asking for VFs has a PCI address in the lab (ens2f0, ens2f1))",
+        f"lab {emulated.lab.name}: layer switchdev: not-applicable (no PF in the lab has switchdev = true)",
     ]
 
 
