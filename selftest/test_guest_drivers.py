@@ -72,7 +72,7 @@ def test_the_layer_runs_whatever_driver_the_registry_names(monkeypatch: pytest.M
     monkeypatch.setitem(guests.DRIVERS, "netns", RecordingDriver)
     RecordingDriver.calls = []
     link = (
-        "2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default\n"
+        f"2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu {single.guest[0].mtu} qdisc noqueue state UP\n"
         "    link/ether 00:11:22:33:44:00 brd ff:ff:ff:ff:ff:ff link-netns vdpalab-emu-host\n"
     )
     guest = ScriptedHost.from_pairs(
