@@ -14,7 +14,7 @@ import paramiko
 import pytest
 from paramiko.common import MSG_CHANNEL_REQUEST
 
-from vdpalab.emulated.sshd import DROPBEAR, SshdServer, pid_running, start_dropbear, start_sshd
+from vdpalab.emulated.sshd import DROPBEAR, SshdServer, start_dropbear, start_sshd
 from vdpalab.hosts import exit_signal
 from vdpalab.hosts.ssh import SSHHost
 from vdpalab.processes import pid_running

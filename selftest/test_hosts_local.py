@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from vdpalab.emulated.sshd import pid_running, pid_state, wait_pid_stopped
 from vdpalab.errors import CommandFailed, CommandTimeout
 from vdpalab.hosts import LocalHost
 from vdpalab.processes import pid_running, pid_state, wait_pid_stopped

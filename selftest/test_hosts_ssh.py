@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vdpalab.emulated.sshd import SshdServer, descendants, pid_running, start_sshd, wait_pid_stopped
+from vdpalab.emulated.sshd import SshdServer, start_sshd
 from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
 from vdpalab.hosts.netns import free_tcp_port
 from vdpalab.hosts.ssh import SSHHost

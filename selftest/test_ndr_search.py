@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from vdpalab.hosts.scripted import ScriptedHost, ScriptStep
 
 from vdpalab.config import NDR_DEFAULTS, Lab, load_lab, parse_lab
 from vdpalab.errors import LabConfigError
 from vdpalab.testing.fake_generator import FakeMeasurer
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 from vdpalab.traffic.ndr import (
     GeneratorError,
     TcpreplayMeasurer,
