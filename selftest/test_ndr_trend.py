@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from vdpalab.history import HistoryStore
-from vdpalab.history.synthetic import synthetic_runs
 from vdpalab.history.trend import analyze, load_series
+from vdpalab.reports.charts import trend_chart
 from vdpalab.results import Result
+from vdpalab.testing.synthetic import synthetic_runs
 
 pytestmark = pytest.mark.selftest
 
@@ -39,7 +40,7 @@ def test_ndr_series_are_trended_per_frame_size_and_direction(tmp_path: Path) -> 
             store.import_run(replace(run, results=results))
         series = [s for s in load_series(store) if s.metric in ("ndr_pps", "pdr_pps")]
     assert len(series) == 2 * len(CASES) and all(len(s.points) == N_RUNS for s in series)
-    trends = analyze(series, window=0, workers=1, out_dir=tmp_path / "charts")
+    trends = analyze(series, window=0, workers=1, out_dir=tmp_path / "charts", draw=trend_chart)
     found = {(t.metric, t.params_text, a.kind, a.index) for t in trends for a in t.anomalies}
     want = {("ndr_pps", "regression", DROP_AT), ("pdr_pps", "regression", DROP_AT)}
     assert {(m, k, i) for m, _, k, i in found} == want
