@@ -296,11 +296,41 @@ def test_evidence_reads_the_live_xml_and_qemus_command_line(lab: Lab, tmp_path: 
             ("tr '\\0' ' ' < /proc/4242/cmdline", cmdline),
         ]
     )
-    lines = domain(lab, tmp_path, host, 0).evidence()
+    lines, problems = domain(lab, tmp_path, host, 0).evidence()
     host.assert_done()
     assert lines == [
         "c77g153: <interface type='vdpa'> source /dev/vhost-vdpa-0 mac 00:11:22:33:44:00",
-        'c77g153: QEMU pid 4242 -netdev {"type":"vhost-vdpa","vhostdev":"/dev/fdset/0","id":"hostnet0"}',
+        "c77g153: QEMU pid 4242 -netdev type=vhost-vdpa,vhostdev=/dev/fdset/0,id=hostnet0"
+        " -> -device virtio-net-pci,id=net0,mac=52:54:00:95:db:c0,bus=pci.0,addr=0x2",
+    ]
+    assert problems == []
+
+
+def test_evidence_fails_without_the_interface_or_the_netdev(lab: Lab, tmp_path: Path) -> None:
+    """A domain running on something else (the edit did not take, or libvirt dropped the netdev) is a problem."""
+    plain = (LIBVIRT_TESTS / "libvirt-tests-net-vdpa-qemu-args-legacy-keyval-args.txt").read_text()
+    cmdline = " ".join(line.rstrip(" \\") for line in plain.splitlines()).replace("vhost-vdpa", "tap")
+    host = ScriptedHost.from_pairs(
+        [
+            ("virsh dumpxml c77g153", recorded("virsh-dumpxml-inactive-c77g153-restored-xml.txt")),
+            ("cat /run/libvirt/qemu/c77g153.pid", "4242\n"),
+            ("tr '\\0' ' ' < /proc/4242/cmdline", cmdline),
+        ]
+    )
+    lines, problems = domain(lab, tmp_path, host, 0).evidence()
+    assert lines == []
+    assert problems == [
+        "c77g153: the running domain has no <interface type='vdpa'> on /dev/vhost-vdpa-0",
+        "c77g153: QEMU pid 4242 runs without a vhost-vdpa netdev",
+    ]
+    gone = ScriptedHost.from_pairs(
+        [
+            ("virsh dumpxml c77g153", recorded("virsh-dumpxml-live-c77g153-with-vdpa-xml.txt")),
+            ScriptStep("cat /run/libvirt/qemu/c77g153.pid", rc=1),
+        ]
+    )
+    assert domain(lab, tmp_path, gone, 0).evidence()[1] == [
+        "c77g153: QEMU's command line is unreadable (/run/libvirt/qemu/c77g153.pid)"
     ]
 
 

@@ -398,3 +398,30 @@ def test_nested_qemu_guest_on_vhost_vdpa_command_line(tmp_path: Path) -> None:
     assert found["-qmp"] == "unix:/run/vdpalab/nested-vdpa/c77g153.qmp,server=on,wait=off"
     assert found["-pidfile"] == "/run/vdpalab/nested-vdpa/c77g153.pid"
     assert argv[-1] == "-daemonize"
+
+
+def test_running_qemu_shows_the_seeds_vhost_vdpa_netdev_in_verify(tmp_path: Path) -> None:
+    """verify reads the netdev back from the running process (/proc/PID/cmdline, NULs as spaces): the seed's own
+    command line passes, one whose netdev is on another device (or not vhost-vdpa) is a problem naming it."""
+    from vdpalab.config import load_lab
+    from vdpalab.guests.base import GuestRun
+    from vdpalab.layers.base import LayerContext
+    from vdpalab.layers.guests import Guests
+
+    lab = load_lab(Path(__file__).parent / "data" / "labs" / "nested-vdpa-guests.toml")
+    driver = Guests(LayerContext(lab=lab, hosts={}, state_dir=tmp_path)).driver(lab.guest[0])
+    seed = (Path(__file__).parent / "data" / "seed" / "qemu-cmdline-c77g153.txt").read_text()
+    proc = " ".join(line.rstrip(" \\") for line in seed.splitlines() if not line.startswith("#"))
+    lines, problems = driver.datapath_evidence(GuestRun(True, 4153, cmdline=proc))
+    assert lines == [
+        "c77g153: QEMU pid 4153 -netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=vhost-vdpa0"
+        " -> -device virtio-net-pci,page-per-vq=on,iommu_platform=on,disable-legacy=on"
+    ]
+    assert problems == []
+    other = driver.datapath_evidence(GuestRun(True, 4153, cmdline=proc.replace("vhost-vdpa-0", "vhost-vdpa-7")))
+    assert other[1] == ["c77g153: QEMU pid 4153 has no vhost-vdpa netdev on /dev/vhost-vdpa-0"]
+    user = proc.replace("type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0", "type=user")
+    assert driver.datapath_evidence(GuestRun(True, 4153, cmdline=user)) == (
+        [], ["c77g153: QEMU pid 4153 has no vhost-vdpa netdev on /dev/vhost-vdpa-0"]
+    )
+    assert driver.datapath_evidence(GuestRun(False)) == ([], [])

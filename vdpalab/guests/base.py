@@ -42,6 +42,7 @@ class GuestRun:
     pid: int | None = None
     defined: bool | None = None  # libvirt only
     domain: Any = None  # libvirt: the domain as probed (a libvirt_domain.DomainState)
+    cmdline: str | None = None  # qemu: the running process's /proc/PID/cmdline, NULs as spaces (read by probe)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class GuestDriver(Protocol):
     def stop(self) -> None: ...
 
     def log_files(self) -> list[tuple[str, str]]: ...
+
+    def datapath_evidence(self, run: GuestRun) -> tuple[list[str], list[str]]: ...
 
 
 class GuestDriverBase:
@@ -231,3 +234,7 @@ class GuestDriverBase:
     def log_files(self) -> list[tuple[str, str]]:
         """(label, path on the lab host) of logs worth showing when a test fails."""
         return []
+
+    def datapath_evidence(self, run: GuestRun) -> tuple[list[str], list[str]]:
+        """(evidence lines, problems) that the running guest's data NIC is the lab's backend; verify shows both."""
+        return [], []

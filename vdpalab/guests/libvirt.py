@@ -86,5 +86,8 @@ class LibvirtDriver(VmDriver):
     def stop(self) -> None:
         self.domain().down()
 
+    def datapath_evidence(self, run: GuestRun) -> tuple[list[str], list[str]]:
+        return self.domain().evidence()
+
     def log_files(self) -> list[tuple[str, str]]:
         return [("libvirt log", f"{LIBVIRT_LOG_DIR}/{self.domain().name}.log")]

@@ -24,6 +24,7 @@ from xml.sax.saxutils import escape
 
 from vdpalab.config import LIBVIRT_DEVICE_OPTIONS, LibvirtGuest, defines_libvirt_domain
 from vdpalab.errors import LayerError, ParseError
+from vdpalab.guests.vm import vhost_vdpa_nics
 from vdpalab.parsers.libvirt import LIBVIRT_XML, parse_libvirt_xml
 
 if TYPE_CHECKING:
@@ -396,25 +397,33 @@ class LibvirtDomain:
         xml = state_xml if state_xml is not None else (self.original or "")
         return serial_log_file(xml) or f"{LIBVIRT_LOG_DIR}/{self.name}.log"
 
-    def evidence(self) -> list[str]:
-        """What shows the running guest is on vhost-vdpa: the live XML's interface and QEMU's own command line.
+    def evidence(self) -> tuple[list[str], list[str]]:
+        """(lines, problems): the live XML has ``<interface type='vdpa'>`` on the lab's device, and the running
+        QEMU's command line the ``vhost-vdpa`` netdev.
 
         libvirt opens ``/dev/vhost-vdpa-N`` itself and hands QEMU the fd (``-add-fd``, ``vhostdev=/dev/fdset/N``),
-        so the device path is in the live XML, and the command line shows the ``vhost-vdpa`` netdev.
+        so the device path is in the live XML and the command line shows the netdev with the fd set.
         """
         lines: list[str] = []
+        problems: list[str] = []
         live = parse_libvirt_xml(
             self.layer.read_ok(self.virsh("dumpxml", self.name), what=f"virsh dumpxml {self.name}")
         )
-        for iface in live.interfaces:
-            if iface.type == "vdpa":
-                lines.append(
-                    f"{self.name}: <interface type='vdpa'> source {iface.source_dev} mac {iface.mac}"
-                    + (f" alias {iface.alias}" if iface.alias else "")
-                )
+        ours = [i for i in live.interfaces if i.type == "vdpa" and i.source_dev == self.device]
+        for iface in ours:
+            lines.append(
+                f"{self.name}: <interface type='vdpa'> source {iface.source_dev} mac {iface.mac}"
+                + (f" alias {iface.alias}" if iface.alias else "")
+            )
+        if not ours:
+            problems.append(f"{self.name}: the running domain has no <interface type='vdpa'> on {self.device}")
         pid = self.layer.read(["cat", f"{LIBVIRT_RUN_DIR}/{self.name}.pid"]).stdout.strip()
-        if pid.isdigit():
-            cmdline = self.layer.read(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
-            netdevs = [m.group(0) for m in re.finditer(r"-netdev \S*vhost-vdpa\S*", cmdline)]
-            lines += [f"{self.name}: QEMU pid {pid} {netdev}" for netdev in netdevs]
-        return lines
+        cmdline = self.layer.read(f"tr '\\0' ' ' < /proc/{pid}/cmdline") if pid.isdigit() else None
+        if cmdline is None or not cmdline.ok:
+            problems.append(f"{self.name}: QEMU's command line is unreadable ({LIBVIRT_RUN_DIR}/{self.name}.pid)")
+            return lines, problems
+        nics = vhost_vdpa_nics(cmdline.stdout)
+        lines += [f"{self.name}: QEMU pid {pid} {nic}" for nic in nics]
+        if not nics:
+            problems.append(f"{self.name}: QEMU pid {pid} runs without a vhost-vdpa netdev")
+        return lines, problems

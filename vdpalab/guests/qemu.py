@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from vdpalab.guests.base import GuestRun
-from vdpalab.guests.vm import VmDriver, console_markers, memory_backend
+from vdpalab.guests.vm import VmDriver, console_markers, memory_backend, vhost_vdpa_nics
 from vdpalab.qemu import DataNic, QemuSpec, qemu_argv
 
 if TYPE_CHECKING:
@@ -104,19 +104,35 @@ class QemuDriver(VmDriver):
         return shlex.join(qemu_argv(self.spec()))
 
     # --- probe and start ---
-    def alive(self, pid: int) -> bool:
-        """Alive and ours: /proc/PID/cmdline names our pidfile (a stale pidfile never makes us touch another pid)."""
+    def our_cmdline(self, pid: int) -> str | None:
+        """/proc/PID/cmdline when the process is alive and ours (it names our pidfile: a stale pidfile never makes
+        us touch another pid), else None."""
         result = self.ctx.read(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
-        return result.ok and self.path("pid") in result.stdout.split()
+        return result.stdout if result.ok and self.path("pid") in result.stdout.split() else None
+
+    def alive(self, pid: int) -> bool:
+        return self.our_cmdline(pid) is not None
 
     def probe(self) -> GuestRun:
         pid_text = self.ctx.read(["cat", self.path("pid")])
         pid = pid_text.stdout.strip()
         if not pid_text.ok or not pid.isdigit():
             return GuestRun(False)
-        if self.alive(int(pid)):
-            return GuestRun(True, int(pid))
+        cmdline = self.our_cmdline(int(pid))
+        if cmdline is not None:
+            return GuestRun(True, int(pid), cmdline=cmdline)
         return GuestRun(False)
+
+    def datapath_evidence(self, run: GuestRun) -> tuple[list[str], list[str]]:
+        """The running QEMU's own command line has the seed's vhost-vdpa netdev on the lab's device."""
+        device = self.guest.vdpa_device
+        if not device or run.cmdline is None:
+            return [], []
+        nics = vhost_vdpa_nics(run.cmdline)
+        lines = [f"{self.guest.name}: QEMU pid {run.pid} {nic}" for nic in nics]
+        if not any(f"vhostdev={device}," in nic for nic in nics):
+            return lines, [f"{self.guest.name}: QEMU pid {run.pid} has no vhost-vdpa netdev on {device}"]
+        return lines, []
 
     def start_plan(self, run: GuestRun) -> list[PlannedCommand]:
         if run.running:
@@ -186,5 +202,3 @@ class QemuDriver(VmDriver):
             if not ctx.execute([self.wait_gone(pid)])[0].ok and self.alive(pid):
                 ctx.execute([ctx.planned(["kill", "-KILL", str(pid)], "QEMU did not exit")])
         ctx.execute([self.remove_files()])
-
-

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vdpalab.errors import HostError
 from vdpalab.guests.base import GuestContext, GuestDriverBase, GuestNeeds
+from vdpalab.parsers.qemu import parse_qemu_cmdline
 from vdpalab.qemu import CONSOLE_ERRORS
 
 if TYPE_CHECKING:
@@ -33,6 +35,30 @@ def memory_backend(guest: VmGuest) -> str:
     if guest.memory_backend is not None:
         return guest.memory_backend
     return "file" if guest.vhost_user_socket and not guest.vdpa_device else "none"
+
+
+def vhost_vdpa_nics(cmdline: str) -> list[str]:
+    """``-netdev`` (type vhost-vdpa) and the ``-device`` on it, from a running QEMU's ``/proc/PID/cmdline``.
+
+    The command line comes with its NULs turned into spaces (``tr '\\0' ' '``), so only the ``-netdev``/``-device``
+    words are taken (neither ever holds a space, in key=value or libvirt's JSON syntax) and parsed by the one QEMU
+    command-line parser; each result reads ``-netdev ARGS -> -device DRIVER,OPTIONS``.
+    """
+    words = cmdline.split()
+    pairs = [(w, words[i + 1]) for i, w in enumerate(words[:-1]) if w in ("-netdev", "-device")]
+    parsed = parse_qemu_cmdline(shlex.join(["qemu", *(x for pair in pairs for x in pair)]))
+    devices = {d.netdev: d for d in parsed.devices if d.netdev}
+    out = []
+    for netdev in parsed.netdevs:
+        if netdev.type != "vhost-vdpa":
+            continue
+        line = f"-netdev type=vhost-vdpa,vhostdev={netdev.vhostdev},id={netdev.id}"
+        device = devices.get(netdev.id)
+        if device is not None:
+            options = ",".join(f"{k}={v}" for k, v in device.options.items() if k not in ("driver", "netdev"))
+            line += f" -> -device {device.driver}" + (f",{options}" if options else "")
+        out.append(line)
+    return out
 
 
 def console_markers(ctx: GuestContext, log: str) -> str | None:

@@ -186,6 +186,9 @@ class Guests(Layer):
                 + (f" pid {run.pid}" if run.pid else "")
                 + (f", boot to SSH {self.boot_s[guest.name]:.1f} s" if guest.name in self.boot_s else "")
             )
+            lines, bad = self.driver(guest).datapath_evidence(run)  # e.g. the vhost-vdpa netdev QEMU really has
+            details += lines
+            problems += bad
             try:
                 net = self.probe_net(guest)
             except (HostError, OSError, LayerError) as exc:
