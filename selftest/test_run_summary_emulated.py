@@ -66,7 +66,7 @@ def test_two_runs_print_the_summary_against_the_first_and_the_report_reads_headl
     lines = summary.splitlines()
     rows = [line for line in lines if "throughput_gbps" in line and not line.lstrip().startswith("└")]
     assert rows and all(any(k in line for k in ("better", "worse", "within noise", "same", "no baseline"))
-                                  for line in rows), rows
+                                  for line in rows), "\n".join(lines)
     assert all("✗ ≥ 1000 Gbit/s" in line for line in rows), "the failed verdict is on each failed figure"
     assert second.returncode == 1
     first_failed = min(i for i, line in enumerate(lines) if line.startswith("FAILED test_tcp_throughput"))
