@@ -162,6 +162,18 @@ def test_status_from_pytest_exit_status() -> None:
         "complete", "complete", "failed", "failed", "failed", "incomplete"]  # 5: nothing collected, not complete
 
 
+def test_a_run_that_checked_nothing_is_not_complete() -> None:
+    def outcome(kind: str) -> TestOutcome:
+        return TestOutcome(test_id=f"t::{kind}", outcome=kind, lab="emu")  # type: ignore[arg-type]
+
+    assert status_from_exitstatus(0, []) == "incomplete"  # everything deselected, yet pytest said 0
+    assert status_from_exitstatus(0, [outcome("skipped")]) == "incomplete"  # only skips: nothing checked
+    assert status_from_exitstatus(0, [outcome("skipped"), outcome("passed")]) == "complete"
+    assert status_from_exitstatus(1, [outcome("skipped"), outcome("failed")]) == "complete"  # red, but complete
+    assert status_from_exitstatus(1, [outcome("error")]) == "complete"
+    assert status_from_exitstatus(2, []) == "failed"
+
+
 def test_store_errors_do_not_lose_the_report(tmp_path: Path) -> None:
     class Broken:
         url = "sqlite:///broken"

@@ -40,18 +40,30 @@ from vdpalab.results import (
     new_run_id,
 )
 
+#: Outcomes that mean a test actually checked something (a skip checked nothing).
+RAN_OUTCOMES = frozenset({"passed", "failed", "error"})
 
-def status_from_exitstatus(exitstatus: int) -> str:
-    """pytest's exit status -> run status: tests failing still make a *complete* run.
+
+def status_from_exitstatus(exitstatus: int, outcomes: Iterable[TestOutcome] | None = None) -> str:
+    """pytest's exit status (and, when given, the tests' outcomes) -> run status.
 
     0 ok, 1 tests failed -> ``complete``; 5 nothing collected -> ``incomplete`` (a run that
     checked nothing is no baseline and no point of a trend); 2 interrupted, 3 internal
     error, 4 usage error -> ``failed`` (the run itself broke: trend counts its series as 0).
+    A run that exited 0 although no test passed, failed or errored (everything deselected or
+    skipped) checked nothing either: ``incomplete`` too, never a green complete run.
     """
     code = int(exitstatus)
     if code == 5:
         return "incomplete"
+    if code == 0 and outcomes is not None and not ran_anything(outcomes):
+        return "incomplete"
     return "complete" if code in (0, 1) else "failed"
+
+
+def ran_anything(outcomes: Iterable[TestOutcome]) -> bool:
+    """Whether any test got as far as checking something (passed, failed or errored)."""
+    return any(o.outcome in RAN_OUTCOMES for o in outcomes)
 
 
 class RunCollector:
@@ -235,4 +247,4 @@ class RunCollector:
             self.store.close()
 
 
-__all__ = ["RunCollector", "check_run_id", "status_from_exitstatus"]
+__all__ = ["RAN_OUTCOMES", "RunCollector", "check_run_id", "ran_anything", "status_from_exitstatus"]

@@ -107,13 +107,15 @@ def summary_lines(view: RunView, *, width: int = 160) -> list[Line]:
     """The summary as lines of (text, markup) segments."""
     out: list[Line] = []
     for lab in view.labs:
-        counts = ", ".join(f"{n} {k}" for k, n in lab.counts.items() if n)
+        counts = ", ".join(f"{n} {k}" for k, n in lab.counts.items() if n) or "no test ran"
         title = f" vdpalab summary: lab {lab.lab or '?'} "
         out.append([(title.center(min(width, 120), "="), {"bold": True})])
         verdict_markup = {"green": True, "bold": True} if lab.verdict == "passed" else {"red": True, "bold": True}
         base = (f"baseline {lab.baseline.run_id} ({lab.baseline.how})" if lab.baseline
                 else "no baseline run in the history (first run of this lab, or none passed)")
         out.append([("verdict ", {}), (lab.verdict.upper(), verdict_markup), (f" · {counts} · {base}", {})])
+        if view.incomplete_reason:
+            out.append([(view.incomplete_reason, {"yellow": True, "bold": True})])
         headline = _headline(lab)
         if headline:
             for k, part in enumerate(textwrap.wrap(headline, width=max(60, min(width, 140)) - 10)):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from vdpalab.history.change import DEFAULT_NOISE_PCT, Change, classify_change
+from vdpalab.history.collector import ran_anything
 from vdpalab.results import Result, RunRecord, TestOutcome, Verdict
 from vdpalab.testids import check_name, param_id
 
@@ -307,6 +308,19 @@ class RunView:
         if self.run.status != "complete":
             return self.run.status
         return "failed" if any(lab.verdict == "failed" for lab in self.labs) else "passed"
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why a run is not complete, in words: it checked nothing, or it never finished."""
+        if self.run.status != "incomplete":
+            return None
+        if not ran_anything(self.run.outcomes):
+            skipped = sum(1 for o in self.run.outcomes if o.outcome == "skipped")
+            what = f"all {skipped} selected tests skipped" if skipped else "no test was selected or collected"
+            return (f"No test ran ({what}): nothing was checked, so this run is not complete, "
+                    "no baseline and no point of a trend.")
+        return ("The session did not finish (it crashed, was killed, or is still running); "
+                "what was measured before that is shown.")
 
 
 def _varying(results: Sequence[Result]) -> list[str]:
