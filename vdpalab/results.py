@@ -677,6 +677,15 @@ class TestOutcome:
         )
 
 
+#: Outcomes that mean a test actually checked something (a skip checked nothing).
+RAN_OUTCOMES = frozenset({"passed", "failed", "error"})
+
+
+def ran_anything(outcomes: Iterable[TestOutcome]) -> bool:
+    """Whether any test got as far as checking something (passed, failed or errored)."""
+    return any(o.outcome in RAN_OUTCOMES for o in outcomes)
+
+
 @dataclass(frozen=True)
 class CommandRecord:
     """One line of the command log (what ran where, how it ended, how long it took)."""

@@ -38,10 +38,8 @@ from vdpalab.results import (
     Verdict,
     check_run_id,
     new_run_id,
+    ran_anything,
 )
-
-#: Outcomes that mean a test actually checked something (a skip checked nothing).
-RAN_OUTCOMES = frozenset({"passed", "failed", "error"})
 
 
 def status_from_exitstatus(exitstatus: int, outcomes: Iterable[TestOutcome] | None = None) -> str:
@@ -59,11 +57,6 @@ def status_from_exitstatus(exitstatus: int, outcomes: Iterable[TestOutcome] | No
     if code == 0 and outcomes is not None and not ran_anything(outcomes):
         return "incomplete"
     return "complete" if code in (0, 1) else "failed"
-
-
-def ran_anything(outcomes: Iterable[TestOutcome]) -> bool:
-    """Whether any test got as far as checking something (passed, failed or errored)."""
-    return any(o.outcome in RAN_OUTCOMES for o in outcomes)
 
 
 class RunCollector:
@@ -247,4 +240,4 @@ class RunCollector:
             self.store.close()
 
 
-__all__ = ["RAN_OUTCOMES", "RunCollector", "check_run_id", "ran_anything", "status_from_exitstatus"]
+__all__ = ["RunCollector", "check_run_id", "status_from_exitstatus"]

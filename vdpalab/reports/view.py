@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from vdpalab.history.change import DEFAULT_NOISE_PCT, Change, classify_change
-from vdpalab.history.collector import ran_anything
-from vdpalab.results import Result, RunRecord, TestOutcome, Verdict
+from vdpalab.results import Result, RunRecord, TestOutcome, Verdict, ran_anything
 from vdpalab.testids import check_name, param_id
 
 if TYPE_CHECKING:
