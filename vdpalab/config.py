@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import (
     AfterValidator,
@@ -339,7 +339,7 @@ class BenchmarkProfile(Model):
     trials: Annotated[int, Field(ge=1, le=100)] = 3
     warmup: bool = True
     duration_s: PositiveFloat = 5.0
-    protocols: list[Literal["tcp", "udp"]] = Field(default_factory=lambda: ["tcp", "udp"])
+    protocols: list[Literal["tcp", "udp"]] = ["tcp", "udp"]
     latency_count: Annotated[int, Field(ge=10)] = 2000
     latency_interval_s: PositiveFloat = 0.002
 
@@ -379,7 +379,7 @@ NDR_DEFAULTS: dict[str, dict[str, Any]] = {
 class NdrProfile(Model):
     """NDR/PDR searches with MLRsearch (FD.io CSIT's search); defaults filled from ``NDR_DEFAULTS`` by lab kind."""
 
-    goals: Annotated[list[Literal["ndr", "pdr"]], Field(min_length=1)] = Field(default_factory=lambda: ["ndr", "pdr"])
+    goals: Annotated[list[Literal["ndr", "pdr"]], Field(min_length=1)] = ["ndr", "pdr"]
     pdr_loss_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.005
     exceed_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5
     relative_width: Annotated[float, Field(gt=0, lt=1)]
@@ -393,10 +393,8 @@ class NdrProfile(Model):
     calibration_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9  # max load = this x the calibrated rate
     time_budget_s: PositiveFloat
     settle_s: Annotated[float, Field(ge=0, le=5)] = 0.1  # wait after a trial before reading the counters
-    frame_sizes: Annotated[list[FrameSize], Field(min_length=1)] = Field(default_factory=lambda: [64, 1400])
-    directions: Annotated[list[Literal["forward", "reverse"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["forward", "reverse"]
-    )
+    frame_sizes: Annotated[list[FrameSize], Field(min_length=1)] = [64, 1400]
+    directions: Annotated[list[Literal["forward", "reverse"]], Field(min_length=1)] = ["forward", "reverse"]
     generator: NdrGenerator = Field(default_factory=TcpreplayGenerator)
 
     @model_validator(mode="after")
@@ -533,6 +531,11 @@ class Lab(Model):
     @property
     def representor_names(self) -> set[str]:
         return {rep for pf in self.pf for rep in pf.representors}
+
+    @overload
+    def resolve(self, path: str) -> Path: ...
+    @overload
+    def resolve(self, path: str | None) -> Path | None: ...
 
     def resolve(self, path: str | None) -> Path | None:
         """Paths in a lab file are relative to the file's directory."""

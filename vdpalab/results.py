@@ -521,17 +521,20 @@ def judge_baseline(
     """One result against the same series in the baseline run; None -> 'no baseline'."""
     direction = result.direction
     base_value = baseline.value if isinstance(baseline, Result) else baseline
-    common = {
-        "metric": result.name, "seen": result.value, "unit": result.unit, "kind": "baseline",
-        "test_id": result.test_id, "lab": result.lab, "params": result.params, "direction": direction,
-        "source": source,
-    }
-    if base_value is None or math.isnan(base_value):
+
+    def verdict(status: VerdictStatus, message: str, expected: str, limit: float | None = None) -> Verdict:
         return Verdict(
-            status=VerdictStatus.NO_BASELINE,
-            message=f"{result.name}: no baseline (no value for this metric/parameters in the baseline run); "
+            status=status, message=message, expected=expected, limit=limit, metric=result.name, seen=result.value,
+            unit=result.unit, kind="baseline", test_id=result.test_id, lab=result.lab, params=result.params,
+            direction=direction, source=source,
+        )
+
+    if base_value is None or math.isnan(base_value):
+        return verdict(
+            VerdictStatus.NO_BASELINE,
+            f"{result.name}: no baseline (no value for this metric/parameters in the baseline run); "
             f"seen {_fmt(result.value, result.unit)} - not judged",
-            expected="no baseline", **common,
+            "no baseline",
         )
     slack = abs(base_value) * tolerance.amount if tolerance.relative else tolerance.amount
     tol = tolerance.describe()
@@ -556,8 +559,7 @@ def judge_baseline(
         f"{result.name}: expected {expected}, seen {_fmt(result.value, result.unit)}; "
         f"Δ {delta:+.6g}{pct}: {'ok' if ok else 'worse than tolerated'}"
     )
-    return Verdict(status=VerdictStatus.PASS if ok else VerdictStatus.FAIL, message=message, expected=expected,
-                   limit=bound, **common)
+    return verdict(VerdictStatus.PASS if ok else VerdictStatus.FAIL, message, expected, bound)
 
 
 def judge_against_baseline(

@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"pinned {run_id} as the baseline of {', '.join(labs)}")
             return 0
         if args.action == "unpin":
-            run_id = store.resolve(args.run) if args.run else None
-            labs = store.unpin_baseline(run_id=run_id, lab=args.lab)
+            pinned = store.resolve(args.run) if args.run else None
+            labs = store.unpin_baseline(run_id=pinned, lab=args.lab)
             print(f"unpinned {', '.join(labs)}" if labs else "nothing was pinned")
             return 0
         labs = sorted(set(store.runs_frame()["lab"].dropna())) if args.lab is None else [args.lab]

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -533,9 +534,8 @@ class EmulatedLab:
                 env = {**spec.set_env, "HOME": str(home)}
                 server = call_in_netns(
                     spec.netns,
-                    lambda spec=spec, work=work, env=env: start_sshd(
-                        work, netns=None, address=spec.address, port=spec.port, set_env=env, clean_home=False
-                    ),
+                    partial(start_sshd, work, netns=None, address=spec.address, port=spec.port, set_env=env,
+                            clean_home=False),
                     timeout=60.0,
                 )
             else:

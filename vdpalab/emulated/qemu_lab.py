@@ -109,6 +109,8 @@ class QemuLab(EmulatedLab):
         self.ovs_ctl = lay.state_dir / "bin" / OVS_CTL
         self.file_prefix = dpdk_file_prefix(lab)
         self._check(lab)
+        #: the lab's guests, every one a qemu guest (``_check`` refused any other kind)
+        self.guests = [g for g in lab.guest if isinstance(g, QemuGuest)]
 
     # -- what the lab file must say for this builder --
 
@@ -189,7 +191,7 @@ class QemuLab(EmulatedLab):
         status["guests"] = {
             g.name: {"pidfile": str(guest_runtime_files(self.full_lab, g)["pid"]),
                      "ssh": f"127.0.0.1:{g.ssh.port} in {g.ssh.netns}"}
-            for g in self.full_lab.guest
+            for g in self.guests
         }
         status["dpdk_file_prefix"] = self.file_prefix
         return status
@@ -214,7 +216,7 @@ class QemuLab(EmulatedLab):
 
     def _preflight_qemu(self) -> None:
         problems = []
-        binaries = {g.qemu_binary for g in self.full_lab.guest}
+        binaries = {g.qemu_binary for g in self.guests}
         problems += [f"{b} not found (install qemu-system-x86)" for b in sorted(binaries) if not shutil.which(b)]
         if not self.vswitchd_binary:
             try:
@@ -394,7 +396,7 @@ class QemuLab(EmulatedLab):
 
     def _stop_guests(self) -> list[str]:
         stopped = []
-        for guest in self.full_lab.guest:
+        for guest in self.guests:
             files = guest_runtime_files(self.full_lab, guest)
             proc = QemuProcess.from_pidfile(QemuSpec(name=guest.name, serial_log=files["console.log"],
                                                      pidfile=files["pid"], qmp_socket=files["qmp"]))
@@ -405,7 +407,7 @@ class QemuLab(EmulatedLab):
     def _remove_guest_files(self) -> list[str]:
         """Sockets and pidfiles the guests left inside the state dir (console logs stay for post-mortems)."""
         removed = []
-        for guest in self.full_lab.guest:
+        for guest in self.guests:
             paths = [guest_runtime_files(self.full_lab, guest)[s] for s in ("pid", "qmp")]
             socket = self.full_lab.resolve(guest.vhost_user_socket)
             if socket is not None:

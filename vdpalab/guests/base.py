@@ -59,9 +59,11 @@ class GuestNeeds:
 class GuestContext(Protocol):
     """What a driver may use: the guests layer's lab, journal and (planned, recorded) commands."""
 
-    name: str
     lab: Lab
     journal: Journal
+
+    @property
+    def name(self) -> str: ...
 
     def on(self, role: str) -> Host: ...
 

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,11 @@ from vdpalab.history.store import HistoryStore
 from vdpalab.results import (
     CommandRecord,
     LayerRecord,
+    Outcome,
     Result,
     RunFingerprint,
     RunRecord,
+    RunStatus,
     TestOutcome,
     Verdict,
     check_run_id,
@@ -42,7 +44,7 @@ from vdpalab.results import (
 )
 
 
-def status_from_exitstatus(exitstatus: int, outcomes: Iterable[TestOutcome] | None = None) -> str:
+def status_from_exitstatus(exitstatus: int, outcomes: Iterable[TestOutcome] | None = None) -> RunStatus:
     """pytest's exit status (and, when given, the tests' outcomes) -> run status.
 
     0 ok, 1 tests failed -> ``complete``; 5 nothing collected -> ``incomplete`` (a run that
@@ -92,11 +94,11 @@ class RunCollector:
     def run_id(self) -> str:
         return self.run.run_id
 
-    def _persist(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+    def _persist(self, what: str, fn: Callable[[HistoryStore], object]) -> None:
         if self.store is None:
             return
         try:
-            fn(*args, **kwargs)
+            fn(self.store)
         except Exception as exc:
             if self.raise_store_errors:
                 raise
@@ -131,22 +133,21 @@ class RunCollector:
         self._persist("start_run", self._begin)
         return self._run
 
-    def _begin(self) -> None:
-        assert self.store is not None
+    def _begin(self, store: HistoryStore) -> None:
         run = self.run
-        self.store.begin_run(run.run_id, started=run.started, suite_revision=run.suite_revision,
+        store.begin_run(run.run_id, started=run.started, suite_revision=run.suite_revision,
                              pytest_args=run.pytest_args, fingerprints=list(run.fingerprints.values()))
 
     def update_fingerprint(self, fingerprint: RunFingerprint) -> None:
         """Add or replace one lab's fingerprint (versions are often known only after bring-up)."""
         with self._lock:
             self.run.fingerprints[fingerprint.lab] = fingerprint
-        self._persist("update_fingerprint", lambda: self.store.put_fingerprints(self.run_id, [fingerprint]))
+        self._persist("update_fingerprint", lambda store: store.put_fingerprints(self.run_id, [fingerprint]))
 
     def add_test_outcome(
         self,
         test_id: str | TestOutcome,
-        outcome: str | None = None,
+        outcome: Outcome | None = None,
         *,
         duration: float = 0.0,
         message: str = "",
@@ -160,12 +161,12 @@ class RunCollector:
         else:
             if outcome is None:
                 raise TypeError("add_test_outcome: outcome is required")
-            item = TestOutcome(test_id=test_id, outcome=outcome, duration=duration, message=message,  # type: ignore[arg-type]
+            item = TestOutcome(test_id=test_id, outcome=outcome, duration=duration, message=message,
                                diagnostics=diagnostics or {}, lab=lab, started=started)
         with self._lock:
             self.run.outcomes[:] = [o for o in self.run.outcomes if (o.test_id, o.lab) != (item.test_id, item.lab)]
             self.run.outcomes.append(item)
-        self._persist("add_test_outcome", lambda: self.store.put_outcomes(self.run_id, [item]))
+        self._persist("add_test_outcome", lambda store: store.put_outcomes(self.run_id, [item]))
         return item
 
     def add_result(self, result: Result | Iterable[Result]) -> None:
@@ -175,7 +176,7 @@ class RunCollector:
             keys = {r.key for r in items}
             self.run.results[:] = [r for r in self.run.results if r.key not in keys]
             self.run.results.extend(items)
-        self._persist("add_result", lambda: self.store.put_results(self.run_id, items))
+        self._persist("add_result", lambda store: store.put_results(self.run_id, items))
 
     def add_verdicts(self, verdicts: Iterable[Verdict]) -> None:
         items = list(verdicts)
@@ -184,7 +185,7 @@ class RunCollector:
             self.run.verdicts[:] = [v for v in self.run.verdicts
                                     if (v.lab, v.test_id, v.metric, v.params_key, v.kind) not in keys]
             self.run.verdicts.extend(items)
-        self._persist("add_verdicts", lambda: self.store.put_verdicts(self.run_id, items))
+        self._persist("add_verdicts", lambda store: store.put_verdicts(self.run_id, items))
 
     def add_layers(self, layers: Iterable[LayerRecord]) -> None:
         """How each layer came up (phase "up") and which restores failed (phase "down")."""
@@ -193,7 +194,7 @@ class RunCollector:
             keys = {(rec.lab, rec.layer, rec.phase) for rec in items}
             self.run.layers[:] = [rec for rec in self.run.layers if (rec.lab, rec.layer, rec.phase) not in keys]
             self.run.layers.extend(items)
-        self._persist("add_layers", lambda: self.store.put_layers(self.run_id, items))
+        self._persist("add_layers", lambda store: store.put_layers(self.run_id, items))
 
     def add_commands(self, commands: Iterable[Any], *, lab: str = "") -> None:
         """Command-log lines: ``CommandResult``/``HistoryEntry`` objects, mappings or tuples.
@@ -205,16 +206,16 @@ class RunCollector:
             seen = {(c.lab, c.host, c.started, c.command) for c in self.run.commands}
             self.run.commands.extend(c for c in items if (c.lab, c.host, c.started, c.command) not in seen)
             self.run.commands.sort(key=lambda c: c.started)
-        self._persist("add_commands", lambda: self.store.put_commands(self.run_id, items))
+        self._persist("add_commands", lambda store: store.put_commands(self.run_id, items))
 
-    def finish(self, status: str = "complete", *, ended: float | None = None, reload: bool = True) -> RunRecord:
+    def finish(self, status: RunStatus = "complete", *, ended: float | None = None, reload: bool = True) -> RunRecord:
         """Close the run; returns the full record (re-read from the store, which holds what the
         xdist workers wrote too, unless the store failed or ``reload`` is False)."""
         ended = time.time() if ended is None else ended
         with self._lock:
-            self.run.status = status  # type: ignore[assignment]
+            self.run.status = status
             self.run.ended = ended
-        self._persist("finish", lambda: self.store.finish_run(self.run_id, status, ended))
+        self._persist("finish", lambda store: store.finish_run(self.run_id, status, ended))
         if self.store is not None and reload and not self.store_errors:
             try:
                 return self.store.load_run(self.run_id)

@@ -105,7 +105,7 @@ def compare_results(
     sb = {k: v for k, v in _mean_by_series(results_b).items() if _matches(k[0], lab) and _matches(k[2], metric)}
     a = {k: v[0] for k, v in sa.items()}
     b = {k: v[0] for k, v in sb.items()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in sorted(a.keys() & b.keys()):
         ra, rb = a[key], b[key]
         direction = rb.direction or ra.direction
@@ -161,11 +161,11 @@ def format_comparison(cmp: Comparison, *, width_test: int = 40) -> str:
     """A fixed-width text table for the terminal (and for a nightly job's log)."""
     lines = [f"A = {cmp.run_a}", f"B = {cmp.run_b}", "", "What changed in the lab (A -> B):"]
     for lab_name, components in sorted(cmp.compared_components.items()):
-        changed = [v for v in cmp.versions if v.lab == lab_name]
+        changed = [c for c in cmp.versions if c.lab == lab_name]
         if not changed:
             lines.append(f"  {lab_name}: nothing ({', '.join(components) or 'no versions recorded'} identical)")
-        for v in changed:
-            lines.append(f"  {lab_name}: {v.component}: {v.a or 'unknown'} -> {v.b or 'unknown'}")
+        for c in changed:
+            lines.append(f"  {lab_name}: {c.component}: {c.a or 'unknown'} -> {c.b or 'unknown'}")
     if not cmp.compared_components:
         lines.append("  (no fingerprints recorded)")
     lines += ["", "Metrics (B vs A; better/worse only beyond the noise band, else within noise):"]

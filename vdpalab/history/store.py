@@ -26,13 +26,13 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, inspect, select, text, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, create_engine, delete, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -52,6 +52,10 @@ from vdpalab.results import (
     canonical_params,
     check_run_id,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 DEFAULT_URL = "sqlite:///reports/history.sqlite"
 ENV_URL = "VDPALAB_RESULTS_DB"
@@ -182,7 +186,7 @@ class HistoryStore:
             try:
                 raw = self.engine.raw_connection()
                 try:
-                    raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+                    raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 finally:
                     raw.close()
             except Exception as exc:  # a checkpoint is housekeeping: say it failed, do not lose the close
@@ -232,15 +236,19 @@ class HistoryStore:
                 update_cols: Sequence[str] | None) -> None:
         if not rows:
             return
+        stmt: PgInsert | SqliteInsert
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(table)
         else:
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(table)
         # One row per key (PostgreSQL refuses to upsert the same row twice in one statement), sorted so
         # that concurrent writers take row locks in the same order (no deadlock).
         unique = {tuple(str(r[k]) for k in keys): r for r in rows}
         rows = [unique[k] for k in sorted(unique)]
-        stmt = insert(table)
         if update_cols:
             stmt = stmt.on_conflict_do_update(index_elements=list(keys),
                                               set_={c: stmt.excluded[c] for c in update_cols})
@@ -664,7 +672,7 @@ def _tuples(result: Any) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in result]
 
 
-def _result_from_row(r: Mapping[str, Any]) -> Result:
+def _result_from_row(r: RowMapping) -> Result:
     samples = json.loads(r["samples"] or "[]")
     n = int(r["n_samples"] or 0)
     return Result(

@@ -53,6 +53,7 @@ DEFAULT_WINDOW = 90
 DEFAULT_TOLERANCE = 0.05  # the newest level may be this much worse than the long-term best (CSIT's 5 %)
 LONG_TERM_EXCLUDE_S = 7 * 86400.0  # the newest week is not part of the long-term best
 Kind = Literal["regression", "progression", "change"]
+KINDS: tuple[Kind, ...] = ("regression", "progression", "change")  # a group with any other comment is "normal"
 
 
 @dataclass(frozen=True)
@@ -294,8 +295,8 @@ def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW,
     if max(g) <= 0.0:  # all failed (or all zero): one group, nothing to compare
         worked_before = any(not p.failed for p in pts[:start])
         comment = "regression" if all(failed) and worked_before else "normal"
-        groups = [Group(start, n, math.nan if all(failed) else 0.0, comment, sum(failed))]
-        return replace(trend, groups=groups, anomalies=[], window_start=start)
+        return replace(trend, groups=[Group(start, n, math.nan if all(failed) else 0.0, comment, sum(failed))],
+                       anomalies=[], window_start=start)
     glist = jumpavg.classify(g)
     groups: list[Group] = []
     anomalies: list[Anomaly] = []
@@ -310,9 +311,9 @@ def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW,
         if comment in ("regression", "progression") and trend.better not in ("higher", "lower"):
             comment = "regression" if all_failed else "change"
         groups.append(Group(i, i + size, avg, comment, len(seg) - len(measured)))
-        if comment != "normal":
+        if comment in KINDS:
             before = groups[-2].avg if len(groups) > 1 else math.nan
-            anomalies.append(Anomaly(i, pts[i].run_id, pts[i].started, comment, before, avg))  # type: ignore[arg-type]
+            anomalies.append(Anomaly(i, pts[i].run_id, pts[i].started, comment, before, avg))
         i += size
     best, pct, lt_regression = long_term(trend, groups, tolerance)
     return replace(trend, groups=groups, anomalies=anomalies, window_start=start, long_term_best=best,

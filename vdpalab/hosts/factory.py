@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 
 from vdpalab.config import GuestBase, Lab, SSHSettings
 from vdpalab.hosts.base import Host
@@ -64,7 +65,7 @@ class HostPool(Mapping[str, Host]):
         self._openers: dict[str, Callable[[], Host]] = dict(openers or {})
         self._openers.setdefault("host", lambda: open_host(lab))
         for guest in lab.guest:
-            self._openers.setdefault(guest.name, lambda g=guest: open_guest(lab, g))
+            self._openers.setdefault(guest.name, partial(open_guest, lab, guest))
         self._open: dict[str, Host] = {}
         self._lock = threading.Lock()
 

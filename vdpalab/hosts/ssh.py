@@ -116,7 +116,7 @@ class SSHHost(Host):
         connect_timeout: float = 10.0,
         command_timeout: float = 60.0,
         connect_retries: int = 3,
-        keepalive: int = 15,
+        keepalive: float = 15.0,
         host_key_policy: HostKeyPolicy = "strict",
         known_hosts: str | None = None,
         sudo: bool = False,

@@ -321,8 +321,8 @@ class Ovs(Layer):
         assert st.show is not None
         ours = {b.name for b in self.lab.bridge}
         for bname, br in st.show.bridges.items():
-            for port in br.ports.values():
-                for iname, iface in port.interfaces.items():
+            for seen in br.ports.values():
+                for iname, iface in seen.interfaces.items():
                     if iface.error:
                         msg = f"interface {iname} (bridge {bname}) error: {iface.error}"
                         (problems if bname in ours else details).append(msg)

@@ -70,14 +70,14 @@ class Vdpa(Layer):
 
     def probe(self) -> VdpaState:
         modules = frozenset(_text.lsmod_modules(self.read_ok(["lsmod"], what="lsmod")))
-        devices = None
+        devices: dict[str, str] | None = None
         if self.lab.vdpa.create == "vdpa-dev-add":
             devices = vdpa_devices(self.read_ok(["vdpa", "dev", "show"], what="vdpa dev show"))
         return VdpaState(modules, devices)
 
     def fresh_state(self) -> VdpaState:
         """The seed's host before ``modprobe vhost_vdpa`` (its ``lsmod | grep vd``): mlx5_vdpa, vdpa loaded."""
-        devices = {} if self.lab.vdpa.create == "vdpa-dev-add" else None
+        devices: dict[str, str] | None = {} if self.lab.vdpa.create == "vdpa-dev-add" else None
         return VdpaState(frozenset({"mlx5_vdpa", "vhost_iotlb", "vdpa", "mlx5_core"}), devices)
 
     def plan(self, state: Any | None = None) -> list[PlannedCommand]:

@@ -68,7 +68,7 @@ def _iface(el: ET.Element) -> DomainInterface:
     return DomainInterface(
         type=el.get("type"),
         source_dev=src.get("dev") if src is not None else None,
-        mac=mac.get("address").lower() if mac is not None and mac.get("address") else None,
+        mac=((mac.get("address") or "").lower() or None) if mac is not None else None,
         model=model.get("type") if model is not None else None,
         alias=alias.get("name") if alias is not None else None,
         driver=dict(drv.attrib) if drv is not None else {},

@@ -158,7 +158,7 @@ def _port_record(kind: str, s: str, record: list[tuple[int, str]], ports: dict[s
         missing = set(_RX_KEYS) - set(counters)
         if missing or set(counters) - set(_RX_KEYS):
             raise ParseError(kind, f"rx counters incomplete or unknown (missing {sorted(missing)})", line_no, line)
-        port = {_RX_KEYS[k]: v for k, v in counters.items()}
+        port: dict[str, object] = {_RX_KEYS[k]: v for k, v in counters.items()}
         port["custom"] = {}
         port["_tx"] = False
         ports[name] = port

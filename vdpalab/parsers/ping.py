@@ -110,7 +110,7 @@ def parse_ping(text: str) -> PingStats:
         raise ParseError(kind, "unrecognised 'packets transmitted' line", tx_no, tx_line)
     busybox = "packets received" in tx_line
     dup = m.group("dup") or m.group("bbdup")
-    rtt = [None, None, None, None]
+    rtt: list[float | None] = [None, None, None, None]
     pipe = ipg = ewma = None
     keep = Keeper(tail, text)
     for line_no, line in tail[1:]:

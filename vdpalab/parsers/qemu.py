@@ -223,7 +223,8 @@ def _parse(body: str) -> QemuCmdline:
         raise _At(f"option {pending} without its argument (output cut?)", pending)
     netdevs: list[Netdev] = []
     devices: list[Device] = []
-    memory = name = None
+    memory: str | None = None
+    name: str | None = None
     memory_mib: int | None = None
     for opt, arg in options:
         if arg is None:
@@ -237,9 +238,9 @@ def _parse(body: str) -> QemuCmdline:
         elif isinstance(got, Device):
             devices.append(got)
         elif opt == "-m":
-            memory, memory_mib = arg, got
+            memory, memory_mib = arg, got if isinstance(got, int) else None
         elif opt == "-name":
-            name = got
+            name = got if isinstance(got, str) else None
     return QemuCmdline(binary=binary, memory=memory, netdevs=netdevs, devices=devices,
                        memory_mib=memory_mib, name=name, env=env, options=options, unparsed=unparsed)
 

@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 from vdpalab.results import Result
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+
     from vdpalab.history.trend import SeriesTrend
 
 # One palette for every chart and the HTML report.
@@ -147,7 +149,7 @@ def samples_chart(results: Sequence[Result], *, title: str | None = None) -> byt
         lo, hi = np.percentile(allv, [0.5, 99.5])
         if hi <= lo:
             hi = lo + 1e-9
-        bins = np.linspace(lo, hi, 61)
+        bins = np.linspace(lo, hi, 61).tolist()
         for k, (r, label) in enumerate(zip(items, labels, strict=True)):
             v = np.asarray(r.samples, float)
             outside = int(((v < lo) | (v > hi)).sum())
@@ -267,7 +269,7 @@ class TrendPlotter:
             "change": ax.plot([], [], "D", ms=6, color=COLORS["neutral"], mec="white", mew=0.6, zorder=6,
                               label="change")[0],
         }
-        self.failed_marks = {kind: ax.plot([], [], line.get_marker(), ms=8, color=line.get_color(), mec="white",
+        self.failed_marks = {kind: ax.plot([], [], marker=line.get_marker(), linestyle="none", ms=8, color=line.get_color(), mec="white",
                                            mew=0.6, zorder=6, transform=bottom)[0]
                              for kind, line in self.marks.items()}
         self.title = ax.set_title("", fontsize=8.5, loc="left")
@@ -284,7 +286,7 @@ class TrendPlotter:
             if not p.failed:
                 envs.setdefault(p.env, len(envs))
         ok = [i for i, p in enumerate(pts) if not p.failed]
-        handles = []
+        handles: list[Artist] = []
         for k, line in enumerate(self.env_lines):
             line.set_data([], [])
             line.set_label(f"_env{k}")

@@ -132,8 +132,10 @@ def _check_charts(checks: Sequence[CheckView], results: Sequence[Result], budget
     if sampled and budget[0] > 0:
         first = sampled[0].name
         same = [r for r in sampled if r.name == first]
-        seen: set[tuple[float, ...]] = set()
-        fresh = [r for r in same if not (r.samples in seen or seen.add(r.samples))]  # type: ignore[func-returns-value]
+        first_of: dict[tuple[float, ...], Result] = {}
+        for r in same:
+            first_of.setdefault(r.samples, r)  # one result per sample set, in order of appearance
+        fresh = list(first_of.values())
         out.append(png_img(charts.samples_chart(fresh, title=f"{first}: raw samples ({fresh[0].unit})"),
                            f"{first} samples"))
         budget[0] -= 1
@@ -149,9 +151,9 @@ def _fingerprint_rows(view: RunView) -> list[dict[str, object]]:
         for name, _ in run.fingerprints[lab].ordered():
             if name not in names:
                 names.append(name)
-    rows = []
+    rows: list[dict[str, object]] = []
     for name in names:
-        cells = []
+        cells: list[dict[str, object]] = []
         for lab in labs:
             now = run.fingerprints[lab].get(name)
             base = view.context.baselines.get(lab)
@@ -235,7 +237,15 @@ def render_trend_page(trends: Sequence[SeriesTrend], *, filters: str = "", windo
         newest=newest, window=window, filters=filters, generated=iso(time.time()), version=__version__)
 
 
-def write_html(run: RunRecord, path: str | os.PathLike[str], **kwargs: object) -> Path:
+def write_html(
+    run: RunRecord,
+    path: str | os.PathLike[str],
+    *,
+    store_errors: Sequence[str] = (),
+    history_url: str | None = None,
+    context: ReportContext | None = None,
+) -> Path:
     path = Path(path)
-    path.write_text(render_html(run, **kwargs), encoding="utf-8")  # type: ignore[arg-type]
+    path.write_text(render_html(run, store_errors=store_errors, history_url=history_url, context=context),
+                    encoding="utf-8")
     return path

@@ -66,14 +66,15 @@ def build_junit(run: RunRecord) -> ET.ElementTree:
             "skipped": sum(o.outcome == "skipped" for o in outcomes),
         }
         suite_time = sum(o.duration for o in outcomes)
-        for k, v in counts.items():
-            totals[k] += v
+        for k, n in counts.items():
+            totals[k] += n
         total_time += suite_time
-        suite = ET.SubElement(
-            root, "testsuite", name=lab, timestamp=iso(run.started), hostname=_clean(
-                (run.fingerprints.get(lab).host if run.fingerprints.get(lab) else None) or socket.gethostname()),
-            time=f"{suite_time:.3f}", **{k: str(v) for k, v in counts.items()},
-        )
+        fingerprint = run.fingerprints.get(lab)
+        suite = ET.SubElement(root, "testsuite", {
+            "name": lab, "timestamp": iso(run.started),
+            "hostname": _clean((fingerprint.host if fingerprint else None) or socket.gethostname()),
+            "time": f"{suite_time:.3f}", **{k: str(n) for k, n in counts.items()},
+        })
         props = ET.SubElement(suite, "properties")
 
         def prop(name: str, value: object, parent: ET.Element = props) -> None:

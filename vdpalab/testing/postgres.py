@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 
 class PostgresUnavailable(RuntimeError):
@@ -61,7 +62,7 @@ class PostgresServer:
         self.run_as = run_as
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     # --------------------------------------------------------------- helpers
 

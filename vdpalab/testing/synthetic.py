@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from vdpalab.results import Result, RunFingerprint, RunRecord, TestOutcome
+from vdpalab.results import Better, Result, RunFingerprint, RunRecord, TestOutcome
 
 DAY = 86400.0
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -27,7 +27,7 @@ class Step:
     at: int
     factor: float
 
-    def kind(self, better: str) -> str:
+    def kind(self, better: Better) -> str:
         worse = self.factor < 1 if better == "higher" else self.factor > 1
         return "regression" if worse else "progression"
 
@@ -38,7 +38,7 @@ class SeriesSpec:
     test_id: str
     metric: str
     unit: str
-    better: str
+    better: Better
     base: float
     noise: float  # relative stdev
     params: dict[str, int]

@@ -90,8 +90,12 @@ def iperf3_server(
         for _ in range(attempts):
             chosen = port if port is not None else pick_free_port(host)
             job = start_job(host, "iperf3-server", [binary, "-s", "-1", "-p", str(chosen)], workdir)
+
+            def listening(p: int = chosen) -> bool:
+                return p in listening_ports(host)
+
             try:
-                job.wait_for(lambda p=chosen: p in listening_ports(host), ready_timeout, f"listening on port {chosen}")
+                job.wait_for(listening, ready_timeout, f"listening on port {chosen}")
             except JobError as exc:
                 job.stop()
                 last_error = str(exc)
