@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal, get_args, overload
 
 from pydantic import (
     AfterValidator,
@@ -829,7 +829,7 @@ def libvirt_problems(guest: LibvirtGuest, where: str) -> list[tuple[str, str]]:
 
 
 GUEST_MODELS: dict[str, type[GuestBase]] = {
-    model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    get_args(model.model_fields["kind"].annotation)[0]: model
     for model in (QemuGuest, LibvirtGuest, NetnsGuest)
 }
 

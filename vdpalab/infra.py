@@ -90,4 +90,4 @@ def infrastructure_for(lab: Lab) -> Infrastructure | None:
         )
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(lab)  # type: ignore[no-any-return]
+    return cls(lab)

@@ -72,7 +72,7 @@ def require_better(metric: str, better: object) -> Better:
     """The direction a new metric must state; anything else is a programming error, never guessed from the name."""
     if better not in ("higher", "lower"):
         raise ResultsError(f"metric {metric!r}: better must be 'higher' or 'lower', not {better!r} (never guessed)")
-    return better  # type: ignore[return-value]
+    return better
 
 
 def new_run_id(label: str = "run", started: float | None = None) -> str:

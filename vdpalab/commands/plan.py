@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -37,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-class _OfflineHosts(dict):
+class _OfflineHosts(dict[str, Host]):
     """Hosts for an offline plan: any attempt to use one is a bug, said loudly."""
 
     def __missing__(self, key: str) -> Host:
         raise RuntimeError(f"offline plan tried to reach host {key!r}")
 
 
-def open_hosts(lab: Lab) -> dict[str, Host] | object:
+def open_hosts(lab: Lab) -> Mapping[str, Host]:
     from vdpalab.hosts.factory import HostPool
 
     return HostPool(lab)
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else lab.state_dir
     hosts = _OfflineHosts() if (args.offline or args.down) else open_hosts(lab)
     try:
-        bring = BringUp(lab, hosts, state_dir, layers=args.layer)  # type: ignore[arg-type]
+        bring = BringUp(lab, hosts, state_dir, layers=args.layer)
         na = bring.not_applicable()
         if args.down:
             plans, title = bring.down_plan(), "teardown plan (from the journals)"

@@ -26,7 +26,7 @@ def driver_for(guest: GuestBase, ctx: GuestContext | None = None) -> GuestDriver
     cls = DRIVERS.get(str(kind))
     if cls is None:
         raise LookupError(f"guest {guest.name}: no driver for kind {kind!r} (known: {', '.join(sorted(DRIVERS))})")
-    return cls(guest, ctx)  # type: ignore[return-value]
+    return cls(guest, ctx)
 
 
 __all__ = ["DRIVERS", "GuestContext", "GuestDriver", "GuestDriverBase", "GuestNeeds", "GuestRun", "driver_for"]

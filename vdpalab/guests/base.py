@@ -149,7 +149,7 @@ class GuestDriverBase:
         return self.ctx.lab
 
     def address(self) -> SSHSettings:
-        return self.guest.ssh  # type: ignore[no-any-return]
+        return self.guest.ssh
 
     def needs(self) -> GuestNeeds:
         return GuestNeeds()

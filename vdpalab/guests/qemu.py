@@ -89,7 +89,7 @@ class QemuDriver(VmDriver):
             mgmt_ssh_port=guest.mgmt_ssh_port,
             mgmt_mac=guest.mgmt_mac,
             data_nics=tuple(nics),
-            memory_backend=backend,  # type: ignore[arg-type]
+            memory_backend=backend,
             mem_path=mem_path,
             serial_log=Path(self.path("console.log")),
             pidfile=Path(self.path("pid")),
@@ -148,7 +148,7 @@ class QemuDriver(VmDriver):
         return True
 
     def pid(self) -> int | None:
-        return self.ctx.journal.get(f"qemu:{self.guest.name}")  # type: ignore[no-any-return]
+        return self.ctx.journal.get(f"qemu:{self.guest.name}")
 
     def poll_s(self) -> float:
         return 0.5 if self.pid() else 2.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from vdpalab.errors import HostError
 from vdpalab.guests.base import GuestContext, GuestDriverBase, GuestNeeds
@@ -30,7 +30,7 @@ def guest_path(lab: Lab, guest: VmGuest, suffix: str) -> str:
     return f"{guest_runtime_dir(lab, guest)}/{guest.name}.{suffix}"
 
 
-def memory_backend(guest: VmGuest) -> str:
+def memory_backend(guest: VmGuest) -> Literal["memfd", "file", "none"]:
     """The guest RAM QEMU gets: the lab's choice, else the seed's own RAM (vhost-vdpa) or hugepages (vhost-user)."""
     if guest.memory_backend is not None:
         return guest.memory_backend

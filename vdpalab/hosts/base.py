@@ -172,9 +172,17 @@ class Host(ABC):
         """The command as it may appear in a message or a log (secrets redacted)."""
         return self.history.redact(command)
 
-    def check(self, cmd: Command, **kwargs: object) -> CommandResult:
+    def check(
+        self,
+        cmd: Command,
+        *,
+        timeout: float | None = None,
+        sudo: bool = False,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> CommandResult:
         """``run(..., check=True)``: for commands whose failure is an error."""
-        return self.run(cmd, check=True, **kwargs)  # type: ignore[arg-type]
+        return self.run(cmd, timeout=timeout, check=True, sudo=sudo, env=env, stdin=stdin)
 
     def needs_sudo(self) -> bool:
         """Backends that log in as root return False so ``sudo=True`` costs nothing."""

@@ -37,14 +37,15 @@ def call_in_netns(name: str, func: Callable[[], T], timeout: float | None = None
     """
     path = netns_path(name)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # FileNotFoundError names the path
-    box: dict[str, object] = {}
+    value: list[T] = []
+    error: list[BaseException] = []
 
     def worker() -> None:
         try:
             pr_netns.setns(fd, flags=0)  # this thread only; the fd stays ours to close
-            box["value"] = func()
+            value.append(func())
         except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
+            error.append(exc)
 
     try:
         thread = threading.Thread(target=worker, name=f"netns-{name}", daemon=True)
@@ -54,9 +55,9 @@ def call_in_netns(name: str, func: Callable[[], T], timeout: float | None = None
         os.close(fd)
     if thread.is_alive():
         raise TimeoutError(f"netns {name}: call did not finish within {timeout} s")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+    if error:
+        raise error[0]
+    return value[0]
 
 
 def connect_tcp(

@@ -243,7 +243,7 @@ class SSHHost(Host):
                     username=self.user,
                     key_filename=self.key_file,
                     password=password,
-                    sock=sock,  # type: ignore[arg-type]
+                    sock=sock,
                     timeout=remaining,
                     banner_timeout=remaining,
                     auth_timeout=remaining,

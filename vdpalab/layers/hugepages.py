@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from vdpalab.config import HugepagesSettings
 from vdpalab.errors import LayerError
 from vdpalab.guests import driver_for
 from vdpalab.layers import _text
@@ -47,7 +48,7 @@ class Hugepages(Layer):
     requires = ("preflight",)
 
     @property
-    def settings(self):
+    def settings(self) -> HugepagesSettings:
         return self.lab.hugepages
 
     @property

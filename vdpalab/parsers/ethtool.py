@@ -101,7 +101,8 @@ _I_KEYS = {
 
 def parse_ethtool_i(text: str) -> EthtoolInfo:
     kind = ETHTOOL_I
-    values: dict[str, str | bool | None] = {}
+    values: dict[str, str | None] = {}
+    flags: dict[str, bool | None] = {}
     lines = content_lines(kind, text)
     keep = Keeper(lines, text)
     for line_no, line in lines:
@@ -110,14 +111,20 @@ def parse_ethtool_i(text: str) -> EthtoolInfo:
             key = key.strip()
             if not sep or key not in _I_KEYS:
                 raise ParseError(kind, "expected one of ethtool -i's 'key: value' lines", line_no, line)
-            if key in values:
+            if key in values or key in flags:
                 raise ParseError(kind, f"{key} printed twice", line_no, line)
             v = value.strip()
             if key.startswith("supports-"):
-                values[key] = to_bool_word(kind, v, line_no, line, key)
+                flags[key] = to_bool_word(kind, v, line_no, line, key)
             else:
                 values[key] = v or None
     if "driver" not in values:
         raise ParseError(kind, "no 'driver:' line")
-    return EthtoolInfo(**{k.replace("-", "_"): values.get(k) for k in sorted(_I_KEYS)},  # type: ignore[arg-type]
-                       unparsed=keep.unparsed)
+    return EthtoolInfo(
+        driver=values.get("driver"), version=values.get("version"), firmware_version=values.get("firmware-version"),
+        expansion_rom_version=values.get("expansion-rom-version"), bus_info=values.get("bus-info"),
+        supports_statistics=flags.get("supports-statistics"), supports_test=flags.get("supports-test"),
+        supports_eeprom_access=flags.get("supports-eeprom-access"), supports_register_dump=flags.get(
+            "supports-register-dump"), supports_priv_flags=flags.get("supports-priv-flags"),
+        unparsed=keep.unparsed,
+    )

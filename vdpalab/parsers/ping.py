@@ -87,14 +87,14 @@ def parse_ping(text: str) -> PingStats:
     """Parse the summary of one ping run (reply lines, warnings and flood dots are skipped)."""
     kind = PING
     lines = content_lines(kind, text)
-    head_idx = None
+    head_idx = head = None
     for idx, (_, line) in enumerate(lines):
-        if _STATS_HEAD.match(_strip_flood(line)):
-            head_idx = idx
-    if head_idx is None:
+        if found := _STATS_HEAD.match(_strip_flood(line)):
+            head_idx, head = idx, found
+    if head_idx is None or head is None:
         last_no, last = lines[-1]
         raise ParseError(kind, "no '--- ping statistics ---' block (run interrupted or output cut?)", last_no, last)
-    target = _STATS_HEAD.match(_strip_flood(lines[head_idx][1])).group(1)  # type: ignore[union-attr]
+    target = head.group(1)
     tail = lines[head_idx + 1:]
     if not tail:
         line_no, line = lines[head_idx]

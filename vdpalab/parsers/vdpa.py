@@ -270,11 +270,12 @@ def _config_line(kind: str, devs: dict[str, dict[str, Any]], cur: dict[str, Any]
                  line: str) -> dict[str, Any] | None:
     """One line of ``vdpa dev config show``: 'NAME: mac ... link ...' (VDUSE: 'NAME:' alone) or a detail."""
     if not line[:1].isspace():
-        name_only = re.match(rf"^({_HANDLE}):$", line.strip())
-        m = None if name_only else _DEV_LINE.match(line.strip())
-        if not (m or name_only):
+        if name_only := re.match(rf"^({_HANDLE}):$", line.strip()):
+            name, kv = name_only.group(1), {}
+        elif m := _DEV_LINE.match(line.strip()):
+            name, kv = m.group("name"), _pairs(kind, m.group("rest").split(), line_no, line)
+        else:
             raise ParseError(kind, "expected 'NAME: mac ... link ...'", line_no, line)
-        kv = _pairs(kind, m.group("rest").split(), line_no, line) if m else {}
         unknown = set(kv) - {"mac", "link", "link_announce", "max_vq_pairs", "mtu"}
         if unknown:
             raise ParseError(kind, f"unknown attributes {sorted(unknown)}", line_no, line)
@@ -286,7 +287,7 @@ def _config_line(kind: str, devs: dict[str, dict[str, Any]], cur: dict[str, Any]
                "max_vq_pairs": _int(kind, kv.get("max_vq_pairs"), "max_vq_pairs", line_no, line),
                "mtu": _int(kind, kv.get("mtu"), "mtu", line_no, line),
                "negotiated_features": [], "dev_features": []}
-        devs[name_only.group(1) if name_only else m.group("name")] = cur  # type: ignore[union-attr]
+        devs[name] = cur
         return cur
     if cur is None:
         raise ParseError(kind, "detail before any device", line_no, line)

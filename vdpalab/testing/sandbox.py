@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from vdpalab.command_result import CommandResult
 from vdpalab.hosts.local import LocalHost
 
 
@@ -24,7 +25,7 @@ class NetnsHost(LocalHost):
         super().__init__(name, command_timeout=command_timeout)
         self.netns = netns
 
-    def _run(self, command: str, timeout: float, stdin: str | None):  # type: ignore[no-untyped-def]
+    def _run(self, command: str, timeout: float, stdin: str | None) -> CommandResult:
         wrapped = f"exec ip netns exec {shlex.quote(self.netns)} sh -c {shlex.quote(command)}"
         return super()._run(wrapped, timeout, stdin)
 

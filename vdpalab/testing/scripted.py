@@ -14,12 +14,22 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from vdpalab.errors import CommandTimeout, HostUnreachable
 from vdpalab.hosts.base import CommandResult, Host
 
 Raise = Literal["timeout", "unreachable"]
+RAISES: tuple[Raise, ...] = ("timeout", "unreachable")
+
+
+class ScriptedOptions(TypedDict, total=False):
+    """ScriptedHost's keyword arguments, for the helpers that build one."""
+
+    files: Mapping[str, bytes | str] | None
+    needs_sudo: bool
+    command_timeout: float
+    sudo: bool
 
 
 class ScriptMismatch(AssertionError):
@@ -98,7 +108,8 @@ class ScriptedHost(Host):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pairs(cls, pairs: Iterable[StepLike], name: str = "scripted", **kwargs: object) -> ScriptedHost:
+    def from_pairs(cls, pairs: Iterable[StepLike], name: str = "scripted", **kwargs: Unpack[ScriptedOptions]
+                   ) -> ScriptedHost:
         """Build from ``(command, stdout)`` or ``(command, stdout, rc)`` tuples (or ready ``ScriptStep``s).
 
         A stdout given as a ``Path`` is loaded from that file.
@@ -114,7 +125,7 @@ class ScriptedHost(Host):
                 steps.append(ScriptStep(expect, rc=rc, stdout_file=out))
             else:
                 steps.append(ScriptStep(expect, rc=rc, stdout=out))
-        return cls(name, steps, **kwargs)  # type: ignore[arg-type]
+        return cls(name, steps, **kwargs)
 
     def needs_sudo(self) -> bool:
         return self._needs_sudo

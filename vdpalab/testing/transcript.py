@@ -23,8 +23,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
-from vdpalab.testing.scripted import ScriptedHost, ScriptStep
+from vdpalab.testing.scripted import RAISES, Raise, ScriptedHost, ScriptedOptions, ScriptStep
 
 
 class TranscriptError(ValueError):
@@ -38,7 +39,7 @@ class _Draft:
     stdout_file: Path | None = None
     stderr: list[str] = field(default_factory=list)
     rc: int = 0
-    raises: str | None = None
+    raises: Raise | None = None
 
     def step(self) -> ScriptStep:
         out = "\n".join(self.stdout) + "\n" if self.stdout else ""
@@ -49,7 +50,7 @@ class _Draft:
             stdout=out,
             stderr=err,
             stdout_file=self.stdout_file,
-            raises=self.raises,  # type: ignore[arg-type]
+            raises=self.raises,
         )
 
 
@@ -99,19 +100,23 @@ def load_transcript(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[Scri
             elif line.startswith("rc "):
                 draft.rc = int(line[3:])
             elif line.startswith("raise "):
-                draft.raises = line[len("raise ") :].strip()
+                what = line[len("raise ") :].strip()
+                if what in RAISES:
+                    draft.raises = what
+                else:
+                    raise TranscriptError(f"{where}: 'raise' takes {' or '.join(RAISES)}, not {what!r}")
             else:
                 raise TranscriptError(f"{where}: not a transcript directive: {line!r}")
     close()
     return steps
 
 
-def scripted_host(name: str, *paths: str | Path, **kwargs: object) -> ScriptedHost:
+def scripted_host(name: str, *paths: str | Path, **kwargs: Unpack[ScriptedOptions]) -> ScriptedHost:
     """A ScriptedHost replaying the given transcripts one after the other."""
     steps: list[ScriptStep] = []
     for path in paths:
         steps.extend(load_transcript(path))
-    return ScriptedHost(name, steps, **kwargs)  # type: ignore[arg-type]
+    return ScriptedHost(name, steps, **kwargs)
 
 
 def render_transcript(entries: list[tuple[str, str, int]]) -> str:
