@@ -53,7 +53,7 @@ def vhost_vdpa_nics(cmdline: str) -> list[str]:
         if netdev.type != "vhost-vdpa":
             continue
         line = f"-netdev type=vhost-vdpa,vhostdev={netdev.vhostdev},id={netdev.id}"
-        device = devices.get(netdev.id)
+        device = devices.get(netdev.id) if netdev.id else None
         if device is not None:
             options = ",".join(f"{k}={v}" for k, v in device.options.items() if k not in ("driver", "netdev"))
             line += f" -> -device {device.driver}" + (f",{options}" if options else "")
