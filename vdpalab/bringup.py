@@ -28,7 +28,7 @@ from typing import Any
 from vdpalab.config import Lab
 from vdpalab.errors import VdpaLabError
 from vdpalab.hosts.base import Host
-from vdpalab.layers import LAYER_CLASSES, LAYER_ORDER
+from vdpalab.layers import LAYER_CLASSES, LAYER_ORDER, layer_order
 from vdpalab.layers.base import (
     Layer,
     LayerContext,
@@ -86,7 +86,7 @@ class BringUp:
         self.ctx = LayerContext(lab=lab, hosts=hosts, state_dir=self.state_dir)
         _, versions = load_state(self.state_dir)
         self.ctx.versions.update(versions)  # e.g. the DPDK version for -a/-w when preflight is not re-run
-        self.layers: dict[str, Layer] = {n: LAYER_CLASSES[n](self.ctx) for n in LAYER_ORDER if n in names}
+        self.layers: dict[str, Layer] = {n: LAYER_CLASSES[n](self.ctx) for n in layer_order(lab) if n in names}
         self._outcomes: dict[str, LayerOutcome] = {}
 
     # --- results ---

@@ -142,17 +142,61 @@ class PFSettings(Model):
     switchdev: bool = False
 
 
+_MGMTDEV_RE = re.compile(r"^(pci/[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]|[a-z][a-z0-9_]{0,31})$")
+
+
+def _mgmtdev(value: str) -> str:
+    if not _MGMTDEV_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a vdpa management device (expected pci/DDDD:BB:DD.F or a name such as vduse, "
+            "as `vdpa mgmtdev show` prints it)"
+        )
+    return value.lower()
+
+
+MgmtDev = Annotated[str, AfterValidator(_mgmtdev)]
+
+
 class VdpaDevice(Model):
+    """One vDPA device: ``vdpa dev add name NAME mgmtdev MGMTDEV [mac MAC]``.
+
+    ``mgmtdev`` is the management device as ``vdpa mgmtdev show`` names it: ``pci/0000:07:00.2`` for a VF
+    (mlx5_vdpa; the default when only ``vf_pci`` is given) or ``vduse`` for a VDUSE device whose datapath is a
+    userspace process. ``vf_pci`` additionally pins the sysfs parent the device must sit on.
+    """
+
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
-    vf_pci: PciAddress
+    vf_pci: PciAddress | None = None
+    mgmtdev: MgmtDev | None = None
     mac: MacAddress | None = None
     chardev: str | None = None  # /dev/vhost-vdpa-N, derived when absent
 
+    @property
+    def management_device(self) -> str:
+        """The mgmtdev the device must be on (``pci/<vf_pci>`` unless the lab names one)."""
+        if self.mgmtdev:
+            return self.mgmtdev
+        return f"pci/{self.vf_pci}" if self.vf_pci else ""
+
 
 class VdpaSettings(Model):
+    """The vdpa layer (seed 7-3).
+
+    ``backend`` says what carries each device's datapath: ``nic`` (a VF of the NIC: mlx5_vdpa makes the device
+    from hardware, the seed) or ``vduse`` (a userspace dataplane: OVS-DPDK's ``dpdkvhostuserclient`` port with
+    ``vhost-server-path = "/dev/vduse/NAME"`` creates the VDUSE device NAME, which ``vdpa dev add ... mgmtdev
+    vduse`` then puts on the vDPA bus). With ``vduse`` the OVS port must exist first, so the vdpa layer runs
+    after the ovs layer (``layer_order``) and its ``down`` deletes the devices before the OVS ports go.
+    ``modules`` are the management device's kernel modules the host must have loaded (``mlx5_vdpa``,
+    ``vduse``); the layer checks them and loads the bus driver itself. ``bus_driver`` is written to each
+    device's ``driver_override`` so that it binds to that driver whichever vdpa bus driver loaded first.
+    """
+
     enabled: bool = True
     bus_driver: Literal["vhost_vdpa", "virtio_vdpa"] = "vhost_vdpa"
     create: Literal["auto", "vdpa-dev-add"] = "auto"
+    backend: Literal["nic", "vduse"] = "nic"
+    modules: list[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]] = Field(default_factory=list)
     devices: list[VdpaDevice] = Field(default_factory=list)
 
 
@@ -307,8 +351,27 @@ class NetnsGuest(GuestBase):
     kind: Literal["netns"]
 
 
+class VdpaNetnsGuest(GuestBase):
+    """A vDPA device's kernel netdev (``virtio_vdpa``) in its own network namespace on the lab host.
+
+    The guests layer moves the netdev of ``vdpa_device`` into the namespace ``netns`` (default: the guest's name)
+    as ``interface`` and starts the guest's own sshd on the lab host, listening on ``sshd_port`` and running
+    every session inside that namespace; ``ssh`` says how the suite reaches that port (the emulated-vdpa lab:
+    QEMU's port forward of the lab VM). Nothing crosses the OVS bridges but the data interface.
+    """
+
+    kind: Literal["vdpa-netns"]
+    vdpa_device: str
+    netns: IfName | None = None
+    sshd_port: Annotated[int, Field(ge=1, le=65535)]
+
+    @property
+    def namespace(self) -> str:
+        return self.netns or self.name
+
+
 #: every guest kind; pydantic picks the model by ``kind`` and each validates its own fields
-GuestSettings = Annotated[QemuGuest | LibvirtGuest | NetnsGuest, Field(discriminator="kind")]
+GuestSettings = Annotated[QemuGuest | LibvirtGuest | NetnsGuest | VdpaNetnsGuest, Field(discriminator="kind")]
 
 
 class PingProfile(Model):
@@ -471,14 +534,36 @@ class ReportSettings(Model):
     noise_pct: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(default_factory=dict)
 
 
-class EmulatedSettings(Model):
-    """How the emulated lab builds the parts a real host already has (namespaces, cables, daemons)."""
+class LabVmSettings(Model):
+    """The emulated-vdpa lab's host: a QEMU (TCG) VM booted from Debian's 6.12 kernel (``[emulated.vm]``).
 
-    flavour: Literal["netns", "qemu"] = "netns"
+    Its image is built from Debian packages of ``suite`` (``vdpalab.emulated.vm_image``) and cached by package
+    list in ``emulated.image_cache`` (default ``/var/cache/vdpalab``). ``extra_packages`` widens the list, e.g.
+    ``["qemu-system-x86", "libvirt-daemon-system"]`` for nested guests on vhost_vdpa; a new list builds a new
+    image beside the old one. The VM's sshd is reached as the lab's ``[host]`` through QEMU's port forward of
+    ``host.port`` (and of each vdpa-netns guest's ``sshd_port``) on 127.0.0.1 inside ``emulated.host_netns``.
+    """
+
+    memory_mib: Annotated[int, Field(ge=1024)] = 3072
+    vcpus: Annotated[int, Field(ge=1, le=16)] = 2
+    accel: str = "tcg,thread=multi"
+    cpu: str = "max"  # DPDK 24.11 needs SSE4.2
+    suite: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")] = "trixie"
+    mirror: str = "http://deb.debian.org/debian"
+    extra_packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = Field(default_factory=list)
+    boot_timeout_s: PositiveFloat = 180.0
+    qemu_binary: str = "qemu-system-x86_64"
+
+
+class EmulatedSettings(Model):
+    """How the emulated lab builds the parts a real host already has (namespaces, cables, daemons, a VM)."""
+
+    flavour: Literal["netns", "qemu", "vdpa-vm"] = "netns"
     prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,11}$")] = "vdpalab"
     state_dir: str = ".state"
     host_netns: str | None = None
-    image_cache: str | None = None  # qemu flavour: where guest images are built and cached (e.g. .state/images)
+    image_cache: str | None = None  # qemu, vdpa-vm flavours: where images are built and cached (e.g. .state/images)
+    vm: LabVmSettings | None = None  # vdpa-vm flavour: the lab host VM
     # netns flavour: the MTU of every emulated port and cable (hardware labs keep their own MTUs), so the
     # datapath carries the 8972-byte pings of a guest whose MTU is 9000
     datapath_mtu: Annotated[int, Field(ge=1280, le=65535)] = 9000
@@ -593,14 +678,15 @@ def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
     for b, name in enumerate(bridge_names):
         if name in bridge_names[:b]:
             problems.append((f"bridge[{b}].name", f"bridge {name!r} is declared twice"))
-    seen_dev: dict[str, str] = {}
+    seen_dev: set[str] = set()
     for d, dev in enumerate(lab.vdpa.devices):
         if dev.name in seen_dev:
             problems.append((f"vdpa.devices[{d}].name", f"vdpa device {dev.name!r} is declared twice"))
-        seen_dev[dev.name] = dev.vf_pci
+        seen_dev.add(dev.name)
+    problems += vdpa_device_problems(lab)
     vf_pcis = [dev.vf_pci for dev in lab.vdpa.devices]
     for d, pci in enumerate(vf_pcis):
-        if pci in vf_pcis[:d]:
+        if pci is not None and pci in vf_pcis[:d]:
             problems.append((f"vdpa.devices[{d}].vf_pci", f"VF {pci} backs two vdpa devices"))
     guest_devices: dict[str, int] = {}
     guest_ips: dict[str, int] = {}
@@ -830,7 +916,7 @@ def libvirt_problems(guest: LibvirtGuest, where: str) -> list[tuple[str, str]]:
 
 GUEST_MODELS: dict[str, type[GuestBase]] = {
     get_args(model.model_fields["kind"].annotation)[0]: model
-    for model in (QemuGuest, LibvirtGuest, NetnsGuest)
+    for model in (QemuGuest, LibvirtGuest, NetnsGuest, VdpaNetnsGuest)
 }
 
 
@@ -840,6 +926,35 @@ def _without_tag(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None]:
         if loc[i - 2] == "guest" and isinstance(loc[i - 1], int) and loc[i] in GUEST_MODELS:
             return loc[:i] + loc[i + 1 :], str(loc[i])
     return loc, None
+
+
+VDUSE_DIR = "/dev/vduse"
+
+
+def vdpa_device_problems(lab: Lab) -> list[tuple[str, str]]:
+    """Each device names its management device; a VDUSE device needs the OVS port that creates it."""
+    problems: list[tuple[str, str]] = []
+    server_paths = {
+        port.options.get("vhost-server-path") for bridge in lab.bridge for port in bridge.ports if port.options
+    }
+    for d, dev in enumerate(lab.vdpa.devices):
+        key = f"vdpa.devices[{d}]"
+        if not dev.management_device:
+            problems.append((f"{key}.mgmtdev", "give mgmtdev (e.g. vduse, pci/0000:07:00.2) or vf_pci"))
+        elif dev.vf_pci and dev.mgmtdev and dev.mgmtdev.startswith("pci/") and dev.mgmtdev != f"pci/{dev.vf_pci}":
+            problems.append((f"{key}.mgmtdev", f"{dev.mgmtdev} is not the VF {dev.vf_pci} given in vf_pci"))
+        if lab.vdpa.backend == "vduse":
+            if dev.management_device != "vduse":
+                problems.append((f"{key}.mgmtdev", "with vdpa.backend = \"vduse\" every device's mgmtdev is vduse"))
+            if f"{VDUSE_DIR}/{dev.name}" not in server_paths:
+                problems.append((
+                    f"{key}.name",
+                    f"no OVS port has vhost-server-path = \"{VDUSE_DIR}/{dev.name}\" (with vdpa.backend = \"vduse\" "
+                    "a dpdkvhostuserclient port creates the VDUSE device)",
+                ))
+    if lab.emulated is not None and (lab.emulated.flavour == "vdpa-vm") != (lab.emulated.vm is not None):
+        problems.append(("emulated.vm", "[emulated.vm] describes the lab VM: give it exactly with flavour vdpa-vm"))
+    return problems
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

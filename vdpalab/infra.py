@@ -70,6 +70,7 @@ class Infrastructure(Protocol):
 INFRASTRUCTURES: dict[str, str] = {
     "netns": "vdpalab.emulated.netns_lab:EmulatedLab",
     "qemu": "vdpalab.emulated.qemu_lab:QemuLab",
+    "vdpa-vm": "vdpalab.emulated.vdpa_vm_lab:VdpaVmLab",
 }
 
 

@@ -173,7 +173,8 @@ class PrivateApt:
         return [
             "-o", "APT::Architecture=amd64", "-o", "APT::Architectures::=amd64",
             "-o", f"Dir::Etc::SourceList={r}/etc/sources.list", "-o", "Dir::Etc::SourceParts=/nonexistent",
-            "-o", f"Dir::Etc::Preferences={r}/etc/preferences", "-o", f"Dir::Etc::PreferencesParts={r}/etc/preferences.d",
+            "-o", f"Dir::Etc::Preferences={r}/etc/preferences",
+            "-o", f"Dir::Etc::PreferencesParts={r}/etc/preferences.d",
             "-o", f"Dir::Etc::Parts={r}/etc/apt.conf.d",
             "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::State::status={r}/status",
             "-o", f"Dir::Cache={r}", "-o", f"Dir::Cache::archives={r}/archives",
@@ -325,7 +326,7 @@ def _configure(tree: Path, release: str) -> None:
     (ssh / "sshd_config").write_text(
         "Port 22\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nAllowTcpForwarding yes\nUseDNS no\nPrintMotd no\nMaxSessions 64\nMaxStartups 64\n"
-        "HostKey /etc/ssh/ssh_host_ed25519_key\nSubsystem sftp internal-sftp\nAcceptEnv LANG LC_*\n"
+        "HostKey /etc/ssh/ssh_host_ed25519_key\nSubsystem sftp /usr/lib/openssh/sftp-server\nAcceptEnv LANG LC_*\n"
     )
     (tree / "root/.ssh").mkdir(parents=True, exist_ok=True)
     os.chmod(tree / "root/.ssh", 0o700)
@@ -420,6 +421,7 @@ hostname "$(sed -n 's/.*vdpalab\\.hostname=\\([^ ]*\\).*/\\1/p' /proc/cmdline)"
 ip link set lo up
 modprobe virtio_net || fail "modprobe virtio_net"
 modprobe tun || fail "modprobe tun"   # OVS's netdev datapath opens /dev/net/tun for its internal ports
+modprobe vduse || fail "modprobe vduse"   # the vdpa management device (as mlx5_core loads mlx5_vdpa on a NIC)
 for d in /sys/class/net/*; do
   n=${{d##*/}}; [ "$n" = lo ] && continue
   ip link set "$n" up && ip addr add {MGMT_ADDRESS} dev "$n" && break

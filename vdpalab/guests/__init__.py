@@ -12,12 +12,13 @@ from vdpalab.guests.base import GuestContext, GuestDriver, GuestDriverBase, Gues
 from vdpalab.guests.libvirt import LibvirtDriver
 from vdpalab.guests.netns import NetnsDriver
 from vdpalab.guests.qemu import QemuDriver
+from vdpalab.guests.vdpa_netns import VdpaNetnsDriver
 
 if TYPE_CHECKING:
     from vdpalab.config import GuestBase
 
 #: guest kind -> its driver; one line per kind
-DRIVERS: dict[str, type[GuestDriverBase]] = {cls.kind: cls for cls in (QemuDriver, LibvirtDriver, NetnsDriver)}
+DRIVERS: dict[str, type[GuestDriverBase]] = {cls.kind: cls for cls in (QemuDriver, LibvirtDriver, NetnsDriver, VdpaNetnsDriver)}
 
 
 def driver_for(guest: GuestBase, ctx: GuestContext | None = None) -> GuestDriver:

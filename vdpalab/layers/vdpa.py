@@ -10,6 +10,12 @@ Verified with the seed's own commands: ``lsmod`` lists vhost_vdpa, vhost, mlx5_v
 0000:00:03.0/0000:07:00.2/vdpa0/`` (the link's parent directory is the VF the lab names);
 ``ls -Fal /dev`` shows the character devices. ``down`` deletes only the devices it added and
 unloads only the module it loaded.
+
+Devices the layer adds get the lab's ``bus_driver`` in their ``driver_override`` (whichever vdpa bus driver
+was loaded first would otherwise take them) and are bound to it. Each device must sit on its management
+device (``vdpa -j dev show``: ``pci/<VF>`` for mlx5_vdpa, ``vduse`` for a VDUSE device); with
+``vdpa.backend = "vduse"`` the layer runs after ovs, whose ``dpdkvhostuserclient`` port made
+``/dev/vduse/NAME`` (see ``vdpalab.layers.layer_order``).
 """
 
 from __future__ import annotations
@@ -41,9 +47,26 @@ def vdpa_devices(text: str) -> dict[str, str]:
     return {name: dev.mgmtdev or "" for name, dev in parse_vdpa_dev(text).devs.items()}
 
 
+SYS_VDPA = "/sys/bus/vdpa"
+
+
+def bind_command(device: str, driver: str) -> str:
+    """Bind ``device`` to ``driver`` unless it already is (unbinding it from another driver first)."""
+    d = f"{SYS_VDPA}/devices/{device}"
+    return (
+        f'cur=$(basename "$(readlink {d}/driver)" 2>/dev/null); [ "$cur" = {driver} ] || '
+        f'{{ [ -z "$cur" ] || echo {device} > {d}/driver/unbind; echo {device} > {SYS_VDPA}/drivers/{driver}/bind; }}'
+    )
+
+
 class Vdpa(Layer):
     name = "vdpa"
-    requires = ("preflight", "sriov", "switchdev")
+    requires: tuple[str, ...] = ("preflight", "sriov", "switchdev")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.lab.vdpa.backend == "vduse":
+            self.requires = (*type(self).requires, "ovs")  # OVS creates the VDUSE devices
 
     @property
     def devices(self) -> list[VdpaDevice]:
@@ -66,6 +89,7 @@ class Vdpa(Layer):
             mods.insert(1, "vhost")
         if self.ctx.versions.get("nic_driver") == "mlx5_core":
             mods.insert(-1, "mlx5_vdpa")
+        mods += [m for m in self.lab.vdpa.modules if m not in mods]
         return mods
 
     def probe(self) -> VdpaState:
@@ -83,26 +107,39 @@ class Vdpa(Layer):
     def plan(self, state: Any | None = None) -> list[PlannedCommand]:
         st: VdpaState = self.probe() if state is None else state
         out = []
-        if self.driver not in st.modules:
-            out.append(self.planned(["modprobe", self.driver], f"the {self.driver} bus driver"))
+        for module in self.lab.vdpa.modules:
+            if module not in st.modules:
+                out.append(self.planned(["modprobe", module], "the management device's module"))
+        added = []
         if st.devices is not None:
             for dev in self.devices:
                 have = st.devices.get(dev.name)
+                want = dev.management_device
                 if have is None:
-                    cmd = ["vdpa", "dev", "add", "name", dev.name, "mgmtdev", f"pci/{dev.vf_pci}"]
+                    cmd = ["vdpa", "dev", "add", "name", dev.name, "mgmtdev", want]
                     if dev.mac:
                         cmd += ["mac", dev.mac]
-                    out.append(self.planned(cmd, f"vDPA device {dev.name} on VF {dev.vf_pci}"))
-                elif have != f"pci/{dev.vf_pci}":
-                    raise LayerError(
-                        self.name, f"vDPA device {dev.name} exists on {have}, the lab wants pci/{dev.vf_pci}"
-                    )
+                    out.append(self.planned(cmd, f"vDPA device {dev.name} on {want}"))
+                    added.append(dev.name)
+                elif have != want:
+                    raise LayerError(self.name, f"vDPA device {dev.name} exists on {have}, the lab wants {want}")
+        for name in added:
+            out.append(
+                self.planned(
+                    ["sh", "-c", f"echo {self.driver} > {SYS_VDPA}/devices/{name}/driver_override"],
+                    f"{name} binds to {self.driver} only",
+                )
+            )
+        if self.driver not in st.modules:
+            out.append(self.planned(["modprobe", self.driver], f"the {self.driver} bus driver"))
+        for name in added:
+            out.append(self.planned(["sh", "-c", bind_command(name, self.driver)], f"bind {name} to {self.driver}"))
         return out
 
     def journal_before(self, state: Any, planned: list[PlannedCommand]) -> None:
         for cmd in planned:
             if cmd.command.startswith("modprobe "):
-                self.journal.record("loaded_module", self.driver)
+                self.journal.record(f"loaded:{cmd.command.split()[1]}", len(self.journal.entries))
             elif cmd.command.startswith("vdpa dev add name "):
                 self.journal.record(f"added:{cmd.command.split()[4]}", True)
 
@@ -127,7 +164,9 @@ class Vdpa(Layer):
         details.append(f"lsmod: {', '.join(m for m in required if m in st.modules)} loaded")
         if missing:
             problems.append(f"module(s) not loaded: {', '.join(missing)}")
-        drv_dir = f"/sys/bus/vdpa/drivers/{self.driver}"
+        if self.lab.vdpa.create == "vdpa-dev-add":  # the devices are the lab's: check their management device
+            self._mgmtdev_check(problems, details)
+        drv_dir = f"{SYS_VDPA}/drivers/{self.driver}"
         listing = self.read(["ls", "-Fal", drv_dir])
         entries = {e.name: e for e in parse_ls_l(listing.stdout).entries} if listing.ok else {}
         if not listing.ok:
@@ -140,39 +179,60 @@ class Vdpa(Layer):
                 continue
             parent = posixpath.basename(posixpath.dirname(entry.target.rstrip("/")))
             details.append(f"{drv_dir}/{dev.name} -> {entry.target}")
-            if parent != dev.vf_pci:
+            if dev.vf_pci and parent != dev.vf_pci:
                 problems.append(f"{dev.name} sits on {parent}, the lab wants VF {dev.vf_pci}")
         if self.driver == "vhost_vdpa":
-            chardevs = self.chardevs()
-            by_dir: dict[str, list[tuple[str, str]]] = {}
-            for name, path in chardevs.items():
-                by_dir.setdefault(posixpath.dirname(path), []).append((name, posixpath.basename(path)))
-            for dev in self.devices:
-                if dev.name not in chardevs:
-                    problems.append(f"no vhost-vdpa character device found for {dev.name}")
-            for directory, wanted in by_dir.items():
-                result = self.read(["ls", "-Fal", directory])
-                present = {e.name: e for e in parse_ls_l(result.stdout).entries} if result.ok else {}
-                for name, base in wanted:
-                    entry = present.get(base)
-                    if entry is None or entry.type != "char":
-                        problems.append(f"{directory}/{base} (for {name}) is not a character device")
-                    else:
-                        details.append(f"{directory}/{base}: {entry.mode}")
+            problems += self._chardev_problems(details)
         if problems:
             return Evidence(False, "; ".join(problems), tuple(details))
         return Evidence(
             True,
-            ", ".join(f"{d.name} on {d.vf_pci}" for d in self.devices) + f" bound to {self.driver}",
+            ", ".join(f"{d.name} on {d.management_device}" for d in self.devices) + f" bound to {self.driver}",
             tuple(details),
         )
+
+    def _mgmtdev_check(self, problems: list[str], details: list[str]) -> None:
+        shown = self.read(["vdpa", "-j", "dev", "show"])
+        if not shown.ok:
+            problems.append(f"`vdpa -j dev show` failed: {shown.stderr.strip()[:120]}")
+            return
+        on_bus = vdpa_devices(shown.stdout)
+        for dev in self.devices:
+            want, have = dev.management_device, on_bus.get(dev.name)
+            if have is None:
+                problems.append(f"{dev.name} is not on the vDPA bus (`vdpa dev show` lists {sorted(on_bus) or 'none'})")
+            elif have != want:
+                problems.append(f"{dev.name} is on mgmtdev {have}, the lab wants {want}")
+            else:
+                details.append(f"vdpa dev show: {dev.name} mgmtdev {have}")
+
+    def _chardev_problems(self, details: list[str]) -> list[str]:
+        problems = []
+        chardevs = self.chardevs()
+        by_dir: dict[str, list[tuple[str, str]]] = {}
+        for name, path in chardevs.items():
+            by_dir.setdefault(posixpath.dirname(path), []).append((name, posixpath.basename(path)))
+        for dev in self.devices:
+            if dev.name not in chardevs:
+                problems.append(f"no vhost-vdpa character device found for {dev.name}")
+        for directory, wanted in by_dir.items():
+            result = self.read(["ls", "-Fal", directory])
+            present = {e.name: e for e in parse_ls_l(result.stdout).entries} if result.ok else {}
+            for name, base in wanted:
+                entry = present.get(base)
+                if entry is None or entry.type != "char":
+                    problems.append(f"{directory}/{base} (for {name}) is not a character device")
+                else:
+                    details.append(f"{directory}/{base}: {entry.mode}")
+        return problems
 
     def down_plan(self) -> list[PlannedCommand]:
         out = []
         for dev in reversed(self.devices):
             if self.journal.get(f"added:{dev.name}"):
                 out.append(self.planned(["vdpa", "dev", "del", dev.name], "delete the device up added"))
-        module = self.journal.get("loaded_module")
-        if module:
+        loaded = sorted((k for k in self.journal.entries if k.startswith("loaded:")), key=self.journal.entries.get)
+        legacy = self.journal.get("loaded_module")  # journals written before several modules could be loaded
+        for module in reversed([k.split(":", 1)[1] for k in loaded] + ([legacy] if legacy else [])):
             out.append(self.planned(["modprobe", "-r", module], "unload the module up loaded"))
         return out
