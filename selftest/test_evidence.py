@@ -328,13 +328,26 @@ def _evidence_test():  # type: ignore[no-untyped-def]
     return module.test_vdpa_evidence
 
 
-def _guests(ping_text: str):  # type: ignore[no-untyped-def]
+def _guests(ping_text: str, sent: int = 300):  # type: ignore[no-untyped-def]
     from fixtures.lab_session import Guest, GuestPair
 
     lab = load_lab(Path(__file__).parent.parent / "labs" / "cx6dx-qemu.toml")
-    a = _AnswerHost("c77g153", {"id -u": "0\n", "ping": ping_text})
-    b = _AnswerHost("c77g159", {"id -u": "0\n", "ping": ping_text})
+    a = _AnswerHost("c77g153", {"id -u": "0\n", "ping": ping_text, "tx_packets": ["7\n", f"{7 + sent}\n"]})
+    b = _AnswerHost("c77g159", {"id -u": "0\n", "ping": ping_text, "tx_packets": ["9\n", f"{9 + sent}\n"]})
     return lab, GuestPair(Guest(lab.guest[0], a), Guest(lab.guest[1], b))
+
+
+def _bus(answers: dict, received: int = 300, driver: str = "vhost_vdpa") -> dict:  # type: ignore[type-arg]
+    """What the seed's host would print for the bus evidence: devices on their VFs, bound, features negotiated."""
+    for dev, vf, rep in (("vdpa0", "0000:07:00.2", "ens2f0_0"), ("vdpa1", "0000:07:01.2", "ens2f1_0")):
+        answers[f"dev show {dev}"] = (f'{{"dev":{{"{dev}":{{"type":"network","mgmtdev":"pci/{vf}","vendor_id":5555,'
+                                      '"max_vqs":16,"max_vq_size":256}}}')
+        answers[f"config show {dev}"] = f'{{"config":{{"{dev}":{{"negotiated_features":["CSUM","VERSION_1"]}}}}}}'
+        answers[f"devices/{dev}/driver"] = f"../../../../bus/vdpa/drivers/{driver}\n"
+        answers[f"Interface {rep} status"] = "{}\n"  # a representor reports no connection status
+        answers[f"Interface {rep} statistics"] = ["{rx_packets=40, tx_packets=1}\n",
+                                                  f"{{rx_packets={40 + received}, tx_packets=1}}\n"]
+    return answers
 
 
 PING_OK = ("PING x (x) 56(84) bytes of data.\n\n--- x ping statistics ---\n"
@@ -344,13 +357,13 @@ PING_OK = ("PING x (x) 56(84) bytes of data.\n\n--- x ping statistics ---\n"
 
 def test_datapath_evidence_test_uses_the_kernel_log_on_the_seeds_lab() -> None:
     lab, guests = _guests(PING_OK)
-    host = _AnswerHost("c83g155", {"journalctl -k": SEED_LOG, "ovs-vswitchd.log": SEED_LOG})
+    host = _AnswerHost("c83g155", _bus({"journalctl -k": SEED_LOG, "ovs-vswitchd.log": SEED_LOG}))
     record = _Recorder()
     marker = LogMarker("journal", "s=1;i=1", "c83g155")
     _evidence_test()(lab, _Session(), host, guests, marker, record)
-    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log"}) in record.metrics
+    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log+vdpa-bus"}) in record.metrics
     assert "vDPA evidence from kernel-log (log since journal cursor s=1;i=1)" in record.attachments["vdpa evidence"]
-    assert not any("vstats" in c for c in host.calls)  # no fallback needed, no traffic sent
+    assert not any("vstats" in c for c in host.calls)  # no fallback needed
     assert "--after-cursor='s=1;i=1'" in host.calls[0]
 
 
@@ -367,10 +380,10 @@ def test_datapath_evidence_test_falls_back_to_vstats_and_says_so() -> None:
     for dev in ("vdpa0", "vdpa1"):
         for q in (0, 1):
             answers[f"vstats show {dev} qidx {q}"] = [vs(dev, q, 100), vs(dev, q, 1100)]
-    host = _AnswerHost("c83g155", answers)
+    host = _AnswerHost("c83g155", _bus(answers))
     record = _Recorder()
     _evidence_test()(lab, _Session(), host, guests, None, record)
-    assert ("vdpa_evidence_ok", 1.0, {"evidence": "vstats"}) in record.metrics
+    assert ("vdpa_evidence_ok", 1.0, {"evidence": "vdpa-bus+vstats"}) in record.metrics
     deltas = [m for m in record.metrics if m[0] == "vq_completed_desc_delta"]
     assert len(deltas) == 4 and all(m[1] == 1000 for m in deltas)
     # no session marker: the test takes its own first (before its traffic), never reads the whole log

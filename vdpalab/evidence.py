@@ -378,3 +378,140 @@ def judge_vdpa_evidence(
             continue
         ev.source = "vstats"
     return report
+
+
+# ------------------------------------------------------------------------- the vDPA bus and the OVS port
+@dataclass(frozen=True)
+class BusFacts:
+    """One device as the vdpa tool and sysfs show it (``vdpa -j dev show/config show``, the driver link)."""
+
+    device: str
+    mgmtdev: str | None
+    driver: str | None
+    negotiated_features: tuple[str, ...]
+    problems: tuple[str, ...] = ()  # commands that failed or printed what the parsers could not read
+
+
+def read_bus_facts(host: Host, device: str, timeout: float = SHORT) -> BusFacts:
+    """What the bus says about ``device`` now (read after the guest driver came up: features are negotiated)."""
+    from vdpalab.parsers.vdpa import parse_vdpa_config, parse_vdpa_dev
+
+    problems: list[str] = []
+    mgmtdev = driver = None
+    features: tuple[str, ...] = ()
+    shown = host.run(["vdpa", "-j", "dev", "show", device], timeout=timeout)
+    try:
+        dev = parse_vdpa_dev(shown.stdout).devs.get(device) if shown.ok else None
+        mgmtdev = dev.mgmtdev if dev else None
+    except ParseError as exc:
+        problems.append(f"vdpa -j dev show {device}: {exc}")
+    if not shown.ok:
+        problems.append(f"vdpa -j dev show {device} rc={shown.rc}: {shown.stderr.strip()[:160]}")
+    config = host.run(["vdpa", "-j", "dev", "config", "show", device], timeout=timeout)
+    try:
+        conf = parse_vdpa_config(config.stdout).devs.get(device) if config.ok else None
+        features = tuple(conf.negotiated_features) if conf else ()
+    except ParseError as exc:
+        problems.append(f"vdpa -j dev config show {device}: {exc}")
+    link = host.run(["readlink", f"/sys/bus/vdpa/devices/{device}/driver"], timeout=timeout)
+    if link.ok and link.stdout.strip():
+        driver = link.stdout.strip().rstrip("/").rsplit("/", 1)[-1]
+    return BusFacts(device, mgmtdev, driver, features, tuple(problems))
+
+
+@dataclass(frozen=True)
+class PortFacts:
+    """The OVS interface that carries the device's traffic: its ``status`` and ``statistics`` columns."""
+
+    port: str
+    status: dict[str, str]
+    statistics: dict[str, str]
+
+
+def read_port_facts(host: Host, port: str, timeout: float = SHORT) -> PortFacts:
+    from vdpalab.parsers.ovs import parse_ovsdb_map
+
+    maps = []
+    for column in ("status", "statistics"):
+        result = host.run(["ovs-vsctl", "get", "Interface", port, column], timeout=timeout)
+        try:
+            maps.append(parse_ovsdb_map("ovs-vsctl get", result.stdout.strip(), 1, result.stdout) if result.ok else {})
+        except ParseError:
+            maps.append({})
+    return PortFacts(port, maps[0], maps[1])
+
+
+def guest_tx_packets(host: Host, interface: str, timeout: float = SHORT) -> int | None:
+    """The guest interface's transmitted-packet counter (what the guest sent into the device)."""
+    result = host.run(["cat", f"/sys/class/net/{interface}/statistics/tx_packets"], timeout=timeout)
+    text = result.stdout.strip()
+    return int(text) if result.ok and text.isdigit() else None
+
+
+def _counter(stats: Mapping[str, str], key: str) -> int | None:
+    value = stats.get(key, "")
+    return int(value) if value.isdigit() else None
+
+
+@dataclass
+class BusEvidence:
+    """One device's verdict from the bus (mgmtdev, binding, negotiated features) and its OVS port."""
+
+    device: str
+    held: list[str] = field(default_factory=list)  # which evidence held: "vdpa-bus", "ovs-port", ...
+    details: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and "vdpa-bus" in self.held and len(self.held) > 1
+
+    def summary(self) -> str:
+        state = "ok" if self.ok else "FAILED: " + "; ".join(self.failures or ["no datapath evidence held"])
+        return f"{self.device}: {state} (evidence: {', '.join(self.held) or 'none'}; {'; '.join(self.details)})"
+
+
+def judge_bus_evidence(
+    device: str,
+    *,
+    mgmtdev: str,
+    driver: str,
+    bus: BusFacts,
+    port_before: PortFacts | None,
+    port_after: PortFacts | None,
+    guest_sent: int | None,
+) -> BusEvidence:
+    """The device sits on ``mgmtdev``, is bound to ``driver`` and negotiated features; its OVS port is connected
+    (where OVS reports a connection status) and received at least the packets the guest sent through the device.
+    """
+    ev = BusEvidence(device)
+    bus_ok = True
+    if bus.mgmtdev != mgmtdev:
+        ev.failures.append(f"on mgmtdev {bus.mgmtdev}, the lab wants {mgmtdev}")
+        bus_ok = False
+    if bus.driver != driver:
+        ev.failures.append(f"bound to {bus.driver or 'no driver'}, the lab wants {driver}")
+        bus_ok = False
+    if not bus.negotiated_features:
+        ev.failures.append("no negotiated features (no driver finished feature negotiation)")
+        bus_ok = False
+    ev.failures += list(bus.problems)
+    ev.details.append(f"mgmtdev {bus.mgmtdev}, driver {bus.driver}, {len(bus.negotiated_features)} negotiated "
+                      f"features ({' '.join(bus.negotiated_features[:6])}{' ...' if len(bus.negotiated_features) > 6 else ''})")
+    if bus_ok:
+        ev.held.append("vdpa-bus")
+    if port_before is None or port_after is None:
+        return ev
+    status = port_after.status.get("status")
+    rx_b, rx_a = _counter(port_before.statistics, "rx_packets"), _counter(port_after.statistics, "rx_packets")
+    rx = None if rx_a is None or rx_b is None else rx_a - rx_b
+    ev.details.append(f"OVS port {port_after.port}: status {status or '-'}, rx_packets +{rx}, guest sent {guest_sent}")
+    if status is not None and status != "connected":
+        ev.failures.append(f"OVS port {port_after.port} status is {status}, not connected")
+    elif rx is None or guest_sent is None or guest_sent <= 0:
+        ev.failures.append(f"OVS port {port_after.port}: rx_packets or the guest's tx counter unavailable")
+    elif rx < guest_sent:
+        ev.failures.append(f"OVS port {port_after.port} received {rx} packets, fewer than the {guest_sent} the guest sent")
+    else:
+        ev.held.append("ovs-port")
+    return ev
