@@ -157,6 +157,13 @@ def lab_down(lab: Lab) -> list[str]:
     errors: dict[str, str] = {}
     with builder.lock():
         journals = _journals(lab)
+        lost = getattr(builder, "host_state_lost", None)
+        if journals and callable(lost) and lost():
+            # the machine the layers configured is gone with all their changes (a lab VM that died): nothing to undo
+            for path in journals:
+                path.unlink(missing_ok=True)
+            done.append(f"layer journals {[p.stem for p in journals]} dropped: the lab host's state died with it")
+            journals = []
         if journals:
             try:
                 if not builder.probe().ok:

@@ -496,8 +496,9 @@ def judge_bus_evidence(
         ev.failures.append("no negotiated features (no driver finished feature negotiation)")
         bus_ok = False
     ev.failures += list(bus.problems)
-    ev.details.append(f"mgmtdev {bus.mgmtdev}, driver {bus.driver}, {len(bus.negotiated_features)} negotiated "
-                      f"features ({' '.join(bus.negotiated_features[:6])}{' ...' if len(bus.negotiated_features) > 6 else ''})")
+    shown = " ".join(bus.negotiated_features[:6]) + (" ..." if len(bus.negotiated_features) > 6 else "")
+    ev.details.append(f"mgmtdev {bus.mgmtdev}, driver {bus.driver}, "
+                      f"{len(bus.negotiated_features)} negotiated features ({shown})")
     if bus_ok:
         ev.held.append("vdpa-bus")
     if port_before is None or port_after is None:
@@ -511,7 +512,9 @@ def judge_bus_evidence(
     elif rx is None or guest_sent is None or guest_sent <= 0:
         ev.failures.append(f"OVS port {port_after.port}: rx_packets or the guest's tx counter unavailable")
     elif rx < guest_sent:
-        ev.failures.append(f"OVS port {port_after.port} received {rx} packets, fewer than the {guest_sent} the guest sent")
+        ev.failures.append(
+            f"OVS port {port_after.port} received {rx} packets, fewer than the {guest_sent} the guest sent"
+        )
     else:
         ev.held.append("ovs-port")
     return ev

@@ -65,6 +65,10 @@ class Infrastructure(Protocol):
         """Remove what ``up`` created (from its own record); returns what was removed."""
         ...
 
+    # Optional: ``host_state_lost() -> bool``, True when the lab host the layers configured is gone together with
+    # every change they made (the emulated-vdpa lab's VM, whose disk is a throwaway snapshot, died): ``lab_down``
+    # then drops the layers' journals instead of booting a new host only to undo nothing.
+
 
 #: flavour -> "module:Class"; a flavour's module is imported only when a lab of that flavour is used
 INFRASTRUCTURES: dict[str, str] = {

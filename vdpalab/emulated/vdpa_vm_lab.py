@@ -149,6 +149,10 @@ class VdpaVmLab:
         except OSError:
             return False
 
+    def host_state_lost(self) -> bool:
+        """The VM is not running: its disk was a snapshot, so every change the layers made is gone with it."""
+        return self.running_vm() is None
+
     # -- probe / status --
 
     def probe(self) -> Probe:
@@ -198,6 +202,7 @@ class VdpaVmLab:
                 report.changed.append(f"stopped the lab VM pid {vm.pid} ({vm.stop()}): its sshd did not answer")
                 vm = None
             if vm is None:
+                report.changed += self._drop_journals()
                 report.changed.append(self._boot(image, report))
             report.changed += self._ensure_cable()
             report.probe = self.probe()
@@ -225,6 +230,15 @@ class VdpaVmLab:
         started = vm.started_at or time.monotonic()
         report.timings["boot_to_ssh_s"] = time.monotonic() - started
         return f"booted the lab VM (pid {vm.pid}) to SSH in {report.timings['boot_to_ssh_s']:.1f} s"
+
+    def _drop_journals(self) -> list[str]:
+        """A freshly booted VM has none of the layers' changes (its disk is a snapshot): their journals are void."""
+        journals = sorted((self.state_dir / "journal").glob("*.json"))
+        for path in journals:
+            path.unlink()
+        if not journals:
+            return []
+        return [f"dropped the layer journals of the previous VM ({', '.join(p.stem for p in journals)})"]
 
     def _ensure_cable(self) -> list[str]:
         """The "DAC cable" between the first two PFs: a veth pair inside the VM (the NIC ports of a real host)."""

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from vdpalab.config import GuestBase
 
 #: guest kind -> its driver; one line per kind
-DRIVERS: dict[str, type[GuestDriverBase]] = {cls.kind: cls for cls in (QemuDriver, LibvirtDriver, NetnsDriver, VdpaNetnsDriver)}
+DRIVERS: dict[str, type[GuestDriverBase]] = {
+    cls.kind: cls for cls in (QemuDriver, LibvirtDriver, NetnsDriver, VdpaNetnsDriver)
+}
 
 
 def driver_for(guest: GuestBase, ctx: GuestContext | None = None) -> GuestDriver:

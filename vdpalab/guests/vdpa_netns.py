@@ -1,4 +1,4 @@
-"""``kind = "vdpa-netns"``: a vDPA device's virtio_vdpa netdev in a network namespace of the lab host, with its own sshd.
+"""``kind = "vdpa-netns"``: a vDPA device's virtio_vdpa netdev in a namespace of the lab host, with its own sshd.
 
 With ``vdpa.bus_driver = "virtio_vdpa"`` every vDPA device becomes a kernel netdev on the lab host. This driver
 makes that netdev a guest, the way a VM would own it through vhost_vdpa: ``start`` creates the namespace
