@@ -429,10 +429,10 @@ def test_an_indented_printk_continuation_belongs_to_the_record_before() -> None:
 def test_the_evidence_test_judges_a_log_with_an_unexpected_line() -> None:
     lab, guests = _guests(PING_OK)
     odd = "this line is in no log format at all (a wrapper's banner)\n"
-    host = _AnswerHost("c83g155", {"journalctl -k": odd + SEED_LOG + AMD_PSTATE, "ovs-vswitchd.log": ""})
+    host = _AnswerHost("c83g155", _bus({"journalctl -k": odd + SEED_LOG + AMD_PSTATE, "ovs-vswitchd.log": ""}))
     record = _Recorder()
     _evidence_test()(lab, _Session(), host, guests, LogMarker("journal", "c", "h"), record)
-    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log"}) in record.metrics
+    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log+vdpa-bus"}) in record.metrics
     kept = record.attachments["kernel log: lines not understood (kept, not judged)"]
     assert kept == "line 1: this line is in no log format at all (a wrapper's banner)"
 

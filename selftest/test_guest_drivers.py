@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 
 from vdpalab import guests
-from vdpalab.config import GUEST_MODELS, Lab, LibvirtGuest, NetnsGuest, QemuGuest, load_lab
+from vdpalab.config import GUEST_MODELS, Lab, LibvirtGuest, NetnsGuest, QemuGuest, VdpaNetnsGuest, load_lab
 from vdpalab.guests import DRIVERS, GuestRun, driver_for
 from vdpalab.guests.netns import NetnsDriver
 from vdpalab.layers import Guests, Hugepages, LayerContext
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_guest_kind_has_a_driver_and_a_model() -> None:
     assert set(GUEST_MODELS) == set(DRIVERS)
     assert {kind: model for kind, model in GUEST_MODELS.items()} == {
-        "qemu": QemuGuest, "libvirt": LibvirtGuest, "netns": NetnsGuest,
+        "qemu": QemuGuest, "libvirt": LibvirtGuest, "netns": NetnsGuest, "vdpa-netns": VdpaNetnsGuest,
     }
     for kind, driver in DRIVERS.items():
         assert driver.kind == kind
@@ -41,7 +41,7 @@ def test_lab_files_load_each_guest_as_its_kinds_model() -> None:
 def test_an_unknown_kind_has_no_driver() -> None:
     guest = load_lab(ROOT / "lab.toml").guest[0]
     fake = guest.model_copy(update={"kind": "lxc"})
-    with pytest.raises(LookupError, match=r"no driver for kind 'lxc' \(known: libvirt, netns, qemu\)"):
+    with pytest.raises(LookupError, match=r"no driver for kind 'lxc' \(known: libvirt, netns, qemu, vdpa-netns\)"):
         driver_for(fake)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from vdpalab.layers import (
 from vdpalab.layers.hugepages import HugepagesState
 from vdpalab.layers.ovs import OvsState, kv_arg
 from vdpalab.layers.sriov import PfVfState
+from vdpalab.layers.vdpa import bind_command
 from vdpalab.parsers.libvirt import parse_libvirt_xml
 from vdpalab.parsers.ovs import parse_vsctl_show
 from vdpalab.testing.scripted import ScriptedHost, ScriptStep
@@ -182,6 +184,9 @@ def test_vdpa_dev_add_for_missing_devices_and_down_deletes_them(lab: Lab, tmp_pa
             ("lsmod", (SEED / "lsmod-grep-vd-after-modprobe.txt").read_text()),
             ("vdpa dev show", listing),
             ("vdpa dev add name vdpa0 mgmtdev pci/0000:07:00.2 mac 00:11:22:33:44:00", ""),
+            # the new device binds to the lab's bus driver only, whichever vdpa driver was loaded first
+            ("sh -c 'echo vhost_vdpa > /sys/bus/vdpa/devices/vdpa0/driver_override'", ""),
+            (f"sh -c {shlex.quote(bind_command('vdpa0', 'vhost_vdpa'))}", ""),
         ]
     )
     layer = Vdpa(ctx(newer, tmp_path, host=host))

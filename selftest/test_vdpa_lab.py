@@ -1,6 +1,6 @@
 """The emulated-vdpa lab's pieces without booting it: its lab schema (mgmtdev, backend, layer order), the vdpa
 layer's plan for VDUSE devices, the vdpa-netns guests' commands, the image's cache key, and the vDPA bus
-evidence judged on real outputs recorded in the lab VM (selftest/data/recorded/12_vdpa_lab_vm)."""
+evidence judged on real outputs recorded in the lab VM (selftest/data/recorded/13_vdpa_lab_vm)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.selftest
 
 ROOT = Path(__file__).parent.parent
 LAB = ROOT / "labs" / "emulated-vdpa.toml"
-REC = Path(__file__).parent / "data" / "recorded" / "12_vdpa_lab_vm"
+REC = Path(__file__).parent / "data" / "recorded" / "13_vdpa_lab_vm"
 
 
 def rec(name: str) -> str:
@@ -55,6 +55,18 @@ def test_recorded_vdpa_outputs_parse() -> None:
     stats = ovs_map("ovs-vsctl-get-interface-vduse-statistics.txt")
     assert int(stats["rx_packets"]) >= 20 and int(stats["tx_packets"]) >= 20 and "rx_q0_good_packets" in stats
     assert "Operation not supported" in rec("vdpa-dev-vstats-vduse-not-supported.txt")
+
+
+def test_recorded_ovs_show_has_the_vduse_ports() -> None:
+    from vdpalab.parsers.ovs import parse_vsctl_show
+
+    show = parse_vsctl_show(rec("ovs-3.5-vsctl-show-vduse-lab.txt"))
+    wanted = (("br30-ovs", "ens2f0", "ens2f0_0", "vdpa0"), ("br31-ovs", "ens2f1", "ens2f1_0", "vdpa1"))
+    for bridge, uplink, rep, dev in wanted:
+        ifaces = {n: i for p in show.bridges[bridge].ports.values() for n, i in p.interfaces.items()}
+        assert show.bridges[bridge].datapath_type == "netdev"
+        assert (ifaces[uplink].type, ifaces[rep].type) == ("dpdk", "dpdkvhostuserclient")
+        assert ifaces[rep].options == {"vhost-server-path": f"/dev/vduse/{dev}"}
 
 
 def test_recorded_vm_dmesg_has_no_mlx5_evidence_and_keeps_every_line() -> None:
@@ -159,8 +171,8 @@ def test_emulated_vdpa_lab_problems_are_one_line(edit: tuple[str, str], key: str
     assert edit[0] in text
     with pytest.raises(LabConfigError) as ei:
         parse_lab(_data(text.replace(edit[0], edit[1], 1)), source=str(LAB), display="lab.toml")
-    message = str(ei.value)
-    assert "\n" not in message and key in message and problem in message, message
+    lines = str(ei.value).splitlines()
+    assert any(f"{key}: " in line and problem in line for line in lines), lines
 
 
 def test_hardware_lab_can_name_a_mgmtdev() -> None:
