@@ -1,11 +1,11 @@
 # vdpa-lab. Two commands do everything on a fresh Debian machine (as root):
 #   make datapath   bring up the default (emulated) lab, run `pytest -m datapath --lab lab.toml`, write reports/
-#   make test       the self-tests, then the lab suites on both emulated labs
+#   make test       the self-tests, then the lab suites on the three emulated labs
 SHELL := /bin/bash
 PYTEST := scripts/pytest-expecting-tests
 LAB ?= lab.toml
 
-.PHONY: setup datapath test selftest lab-tests qemu-tests bench-suite lint typecheck clean-state
+.PHONY: setup datapath test selftest lab-tests qemu-tests vdpa-tests bench-suite lint typecheck clean-state
 
 setup:
 	@scripts/setup.sh
@@ -22,11 +22,15 @@ lab-tests: setup
 qemu-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml
 
+vdpa-tests: setup
+	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa.toml
+
 test: setup
 	.venv/bin/ruff check .
 	$(PYTEST) selftest
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi
+	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa.toml
 
 bench-suite: setup
 	.venv/bin/python -m benchmarks.suite

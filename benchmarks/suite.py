@@ -19,6 +19,7 @@ MODULES = [
     ("bench_reports", "bench_reports"),
     ("bench_xdist", "bench_xdist"),
     ("bench_qemu", "bench_qemu"),
+    ("bench_vdpa", "bench_vdpa"),
 ]
 
 
