@@ -172,9 +172,13 @@ class VdpaVmLab:
         probe = self.probe()
         present = probe.facts["netns"] or probe.facts["vm_pid"] is not None
         return {
+            "lab": self.lab.lab.name,
             "state": "up" if probe.ok else ("partial" if present else "down"),
             "up": probe.ok,
             "problems": probe.problems,
+            "state_dir": str(self.state_dir),
+            "namespaces": {self.netns: probe.facts["netns"]},
+            "daemons": {"qemu (lab VM)": probe.facts["vm_pid"]},
             "vm_pid": probe.facts["vm_pid"],
             "netns": self.netns,
             "ssh": f"127.0.0.1:{self.lab.host.port} in {self.netns}",
