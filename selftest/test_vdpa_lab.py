@@ -14,11 +14,13 @@ from vdpalab.config import load_lab, parse_lab
 from vdpalab.emulated import vm_image
 from vdpalab.errors import LabConfigError
 from vdpalab.evidence import BusFacts, PortFacts, judge_bus_evidence
-from vdpalab.layers import LAYER_ORDER, layer_order
+from vdpalab.guests import GuestRun, driver_for
+from vdpalab.layers import LAYER_ORDER, Guests, LayerContext, layer_order
 from vdpalab.parsers import PARSERS
 from vdpalab.parsers.ovs import parse_ovsdb_map
 from vdpalab.parsers.sysfs import parse_ls_l
 from vdpalab.parsers.vdpa import parse_vdpa_config, parse_vdpa_dev, parse_vdpa_mgmtdev
+from vdpalab.testing.scripted import ScriptedHost
 
 pytestmark = pytest.mark.selftest
 
@@ -208,6 +210,28 @@ def test_offline_plan_creates_vduse_devices_after_ovs_and_moves_netdevs_into_nam
     assert "ForceCommand=ip netns exec c77g159" in sshd
     assert ("c77g153", "ip link set dev eth1 address 00:11:22:33:44:00") in guests
     assert ("c77g159", "ip addr replace 192.168.30.159/24 dev eth1") in guests
+
+
+def test_a_vdpa_netns_guest_stops_what_it_started_and_forgets_it(tmp_path: Path) -> None:
+    """start records in the guests layer's journal, stop runs the stop commands and drops that entry (a second
+    stop does nothing): what the teardown of a real run does, on a scripted host."""
+    lab = load_lab(LAB)
+    host = ScriptedHost.from_pairs([
+        ("ip netns add c77g153", ""), ("ip -n c77g153 link set lo up", ""),
+        (re.compile(r"sh -c .*/sys/bus/vdpa/devices/vdpa0/virtio\*/net/.*netns c77g153.*name eth1.*"), ""),
+        (re.compile(r"/usr/sbin/sshd -o Port=2153 .*ForceCommand=.*"), ""),
+        (re.compile(r"sh -c .*/run/vdpalab-sshd-c77g153\.pid.*kill.*"), ""),
+        (re.compile(r"sh -c .*ip netns pids c77g153.*ip netns del c77g153.*"), ""),
+    ])  # fmt: skip
+    layer = Guests(LayerContext(lab=lab, hosts={"host": host}, state_dir=tmp_path))
+    driver = driver_for(lab.guest[0], layer)
+    assert driver.start(driver.fresh()) is True
+    assert driver.started_here()
+    driver.stop()
+    host.assert_done()
+    assert not driver.started_here() and "started:c77g153" not in layer.journal
+    assert driver.stop_plan() == []
+    assert driver.start(GuestRun(True)) is False  # running already: nothing to start
 
 
 # ----------------------------------------------------------------------------- the image

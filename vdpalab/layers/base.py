@@ -98,6 +98,11 @@ class Journal:
     def get(self, key: str, default: Any = None) -> Any:
         return self.entries.get(key, default)
 
+    def forget(self, key: str) -> None:
+        """Drop one entry once what it recorded is undone (a guest driver's stop of one guest)."""
+        self.entries.pop(key, None)
+        self._save()
+
     def clear(self) -> None:
         self.entries.clear()
         if self.path is not None and self.path.exists():
