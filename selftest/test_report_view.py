@@ -28,7 +28,15 @@ from vdpalab.reports.charts import wrap_label
 from vdpalab.reports.html import render_html, write_html
 from vdpalab.reports.terminal import format_summary
 from vdpalab.reports.view import build_context, build_view
-from vdpalab.results import Result, RunFingerprint, RunRecord, TestOutcome, Threshold, judge_thresholds
+from vdpalab.results import (
+    LayerRecord,
+    Result,
+    RunFingerprint,
+    RunRecord,
+    TestOutcome,
+    Threshold,
+    judge_thresholds,
+)
 
 pytestmark = pytest.mark.selftest
 
@@ -185,6 +193,20 @@ def test_report_leads_with_the_headline_and_escapes_test_text(history, tmp_path:
     assert 'class="mono changed">6.1.0-21-amd64' in html, "the kernel changed since the baseline"
     checks = html[order[2]:order[3]]
     assert checks.count('class="check') == 4, "one section per check, not per metric"
+
+
+def test_a_failed_teardown_makes_the_headline_red_even_when_every_check_passed() -> None:
+    run = make_run("20260103-000000-emu-cccccc", T0 + 2 * DAY, tcp=1.0, rtt=0.1)
+    run.layers.append(LayerRecord(LAB, "guests", "down", "broken", "AttributeError: no attribute 'forget'"))
+    view = build_view(run)
+    (lab,) = view.labs
+    assert all(not c.bad for c in lab.checks)
+    assert (lab.verdict, view.verdict, lab.teardown_failed) == ("failed", "failed", ("guests",))
+    text = format_summary(view)
+    assert "verdict FAILED" in text and "teardown of guests failed" in text
+    head = render_html(run)
+    head = head[head.index('id="headline"'):head.index('id="failures"')]
+    assert "DATAPATH OK" not in head and "FAILED" in head and "teardown of guests failed" in head
 
 
 # --------------------------------------------------------------------------- through the console script

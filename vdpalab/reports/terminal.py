@@ -114,6 +114,9 @@ def summary_lines(view: RunView, *, width: int = 160) -> list[Line]:
         base = (f"baseline {lab.baseline.run_id} ({lab.baseline.how})" if lab.baseline
                 else "no baseline run in the history (first run of this lab, or none passed)")
         out.append([("verdict ", {}), (lab.verdict.upper(), verdict_markup), (f" · {counts} · {base}", {})])
+        if lab.teardown_failed:
+            out.append([(f"teardown of {', '.join(lab.teardown_failed)} failed: the lab was not fully restored",
+                         {"red": True, "bold": True})])
         if view.incomplete_reason:
             out.append([(view.incomplete_reason, {"yellow": True, "bold": True})])
         headline = _headline(lab)

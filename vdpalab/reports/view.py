@@ -290,6 +290,7 @@ class LabView:
     statuses: list[StatusFigure]
     checks: list[CheckView]
     counts: dict[str, int]
+    teardown_failed: tuple[str, ...] = ()  # parts whose restore failed: the run is red even if every check passed
 
     @property
     def bad_checks(self) -> list[CheckView]:
@@ -453,9 +454,11 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
         counts = dict.fromkeys(OUTCOME_ORDER, 0)
         for o in outcomes:
             counts[o.outcome] += 1
-        failed = any(c.bad for c in checks)
+        teardown = tuple(t.layer for t in run.teardown_failures if t.lab == lab or not lab)
+        failed = any(c.bad for c in checks) or bool(teardown)
         verdict = "failed" if failed else ("passed" if run.status == "complete" else run.status)
-        labs.append(LabView(lab, verdict, base, headlines, _status_figures(lab, outcomes, results), checks, counts))
+        labs.append(LabView(lab, verdict, base, headlines, _status_figures(lab, outcomes, results), checks, counts,
+                            teardown))
     return RunView(run, labs, ctx)
 
 
