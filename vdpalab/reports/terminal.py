@@ -97,9 +97,9 @@ def _headline(lab: LabView) -> str:
     parts = []
     for h in lab.headlines:
         change = h.change.describe() if h.change.kind not in ("new", "n/a") else "no baseline"
-        parts.append(f"{h.spec.title} {h.shown} ({change})")
+        parts.append(f"{h.spec.title}{f' ({h.scope})' if h.scope else ''} {h.shown} ({change})")
     for s in lab.statuses:
-        parts.append(f"{s.title}: {s.text}")
+        parts.append(f"{s.title}: {s.text}" + (f" ({s.detail})" if s.outcome == "passed" and s.detail else ""))
     return " · ".join(parts)
 
 

@@ -12,10 +12,11 @@ One arrangement feeds the terminal summary, report.html and (for the change clas
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -63,26 +64,30 @@ def fmt_value(value: float | None, unit: str = "") -> str:
 
 @dataclass(frozen=True)
 class HeadlineSpec:
-    """One figure of the first screen: a metric of a check, reduced over its parameter sets."""
+    """One figure of the first screen: a metric of a check, reduced over its parameter sets.
+
+    ``per``: a parameter whose values must not be mixed in one number (an NDR of 64-byte frames
+    and one of 1518-byte frames have nothing to average): the figure is for the smallest value
+    the run measured (CSIT's headline is the 64-byte NDR), and says so.
+    """
 
     key: str
     title: str
-    metrics: tuple[str, ...]  # the suite's name first, then the name the lab file's thresholds use
+    metric: str  # the name the suite's tests record
     check: str | None  # None: any test that records the metric (ndr_pps, pdr_pps)
     agg: Literal["max", "mean"]
     note: str
+    per: str | None = None
+    per_unit: str = ""
 
 
 HEADLINES: tuple[HeadlineSpec, ...] = (
-    HeadlineSpec("ping_loss", "Flood ping loss", ("loss_pct", "ping_loss_pct"), "test_flood_ping", "max", "worst of"),
-    HeadlineSpec("ping_rtt", "Flood ping rtt (avg)", ("rtt_avg_ms", "ping_rtt_avg_ms"), "test_flood_ping", "mean",
-                 "mean of"),
-    HeadlineSpec("tcp", "TCP throughput", ("throughput_gbps", "tcp_throughput_gbps"), "test_tcp_throughput", "mean",
-                 "mean of"),
-    HeadlineSpec("udp", "UDP throughput", ("throughput_gbps", "udp_throughput_gbps"), "test_udp_loss", "mean",
-                 "mean of"),
-    HeadlineSpec("ndr", "NDR", ("ndr_pps",), None, "mean", "mean of"),
-    HeadlineSpec("pdr", "PDR", ("pdr_pps",), None, "mean", "mean of"),
+    HeadlineSpec("ping_loss", "Flood ping loss", "loss_pct", "test_flood_ping", "max", "worst of"),
+    HeadlineSpec("ping_rtt", "Flood ping rtt (avg)", "rtt_avg_ms", "test_flood_ping", "mean", "mean of"),
+    HeadlineSpec("tcp", "TCP throughput", "throughput_gbps", "test_tcp_throughput", "mean", "mean of"),
+    HeadlineSpec("udp", "UDP throughput", "throughput_gbps", "test_udp_loss", "mean", "mean of"),
+    HeadlineSpec("ndr", "NDR", "ndr_pps", None, "mean", "mean of", per="frame_size", per_unit="B frames"),
+    HeadlineSpec("pdr", "PDR", "pdr_pps", None, "mean", "mean of", per="frame_size", per_unit="B frames"),
 )
 
 
@@ -93,15 +98,33 @@ def _agg(values: Sequence[float], how: str) -> float:
     return max(vals) if how == "max" else float(statistics.fmean(vals))
 
 
-def _headline_results(results: Sequence[Result], spec: HeadlineSpec, lab: str) -> list[Result]:
-    return [r for r in results if r.lab == lab and r.name in spec.metrics
-            and (spec.check is None or check_name(r.test_id) == spec.check)]
+def _smallest(values: Iterable[object]) -> object:
+    """The smallest of a parameter's values: numbers before names ("imix" only when alone)."""
+    seen = {v for v in values if v is not None}
+    numbers = [v for v in seen if isinstance(v, int | float) and not isinstance(v, bool)]
+    if numbers:
+        return min(numbers)
+    return min(seen, key=str) if seen else None
+
+
+def headline_scope(results: Sequence[Result], spec: HeadlineSpec, lab: str) -> object:
+    """The value of ``spec.per`` the headline shows for this run (None: the figure mixes nothing)."""
+    if spec.per is None:
+        return None
+    return _smallest(r.params.get(spec.per) for r in _headline_results(results, spec, lab))
+
+
+def _headline_results(results: Sequence[Result], spec: HeadlineSpec, lab: str, scope: object = None) -> list[Result]:
+    return [r for r in results if r.lab == lab and r.name == spec.metric
+            and (spec.check is None or check_name(r.test_id) == spec.check)
+            and (scope is None or spec.per is None or r.params.get(spec.per) == scope)]
 
 
 def headline_value(results: Sequence[Result], spec: HeadlineSpec, lab: str,
-                   only: set[tuple[str, str]] | None = None) -> tuple[float, int, str, str | None]:
+                   only: set[tuple[str, str]] | None = None, scope: object = None) -> tuple[float, int, str, str | None]:
     """(value, parameter sets, unit, better) of a headline over a run's results (``only``: these series)."""
-    items = [r for r in _headline_results(results, spec, lab) if only is None or (r.test_id, r.params_key) in only]
+    items = [r for r in _headline_results(results, spec, lab, scope)
+             if only is None or (r.test_id, r.params_key) in only]
     if not items:
         return math.nan, 0, "", None
     by_series: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -191,13 +214,14 @@ def _sparks(store: HistoryStore, lab: str, run: RunRecord) -> dict[tuple[str, st
     runs = runs.drop_duplicates("run_id").tail(SPARK_RUNS)
     out: dict[tuple[str, str], list[SparkPoint]] = {}
     for spec in HEADLINES:
-        frames = [store.results_frame(lab=lab, metric=m, run_ids=list(runs["run_id"])) for m in spec.metrics]
-        frames = [f for f in frames if not f.empty]
-        if not frames:
+        frame = store.results_frame(lab=lab, metric=spec.metric, run_ids=list(runs["run_id"]))
+        if frame.empty:
             continue
-        frame = frames[0]
         if spec.check is not None:
             frame = frame[frame["test_id"].map(check_name) == spec.check]
+        scope = headline_scope(run.results, spec, lab)
+        if scope is not None:  # the same frame size as the figure above the sparkline
+            frame = frame[frame["params_key"].map(lambda key: json.loads(key).get(spec.per) == scope)]
         points = []
         for run_id, started in zip(runs["run_id"], runs["started"], strict=True):
             part = frame[frame["run_id"] == run_id]
@@ -265,6 +289,7 @@ class HeadlineView:
     change: Change
     spark: tuple[SparkPoint, ...]
     outcome: str  # worst outcome of the checks behind it ("passed", "failed", ...)
+    scope: str = ""  # "64 B frames": the part of the measurements the figure is for (HeadlineSpec.per)
 
     @property
     def shown(self) -> str:
@@ -391,13 +416,9 @@ def _status_figures(lab: str, outcomes: Sequence[TestOutcome], results: Sequence
         o = ev[0]
         used = [r for r in results if r.name == "vdpa_evidence_ok"]
         source = str(used[0].params.get("evidence")) if used else ""
-        if o.outcome == "passed":
-            text = f"yes ({source})" if source else "yes"
-        elif o.outcome == "skipped":
-            text = "not applicable"
-        else:
-            text = "NO"
-        out.append(StatusFigure("vDPA evidence used", o.outcome, text, first_line(o.message)))
+        text = {"passed": "yes", "skipped": "not applicable"}.get(o.outcome, "NO")
+        detail = first_line(o.message) or (f"evidence: {source}" if source else "")
+        out.append(StatusFigure("vDPA evidence used", o.outcome, text, detail))
     return out
 
 
@@ -435,22 +456,27 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
         checks.sort(key=lambda c: (0 if c.bad else 1, OUTCOME_ORDER.get(c.outcome, 9), c.check, c.params))
         headlines = []
         for spec in HEADLINES:
-            value, sets, unit, better = headline_value(results, spec, lab)
+            scope = headline_scope(results, spec, lab)
+            value, sets, unit, better = headline_value(results, spec, lab, scope=scope)
             if sets == 0:
                 continue
-            change = classify_change(spec.metrics[0], None, value, better)
+            change = classify_change(spec.metric, None, value, better)
+            mine = _headline_results(results, spec, lab, scope)
             if base:  # compared on the parameter sets both runs measured, else the change means nothing
-                common = ({(r.test_id, r.params_key) for r in _headline_results(results, spec, lab)}
-                          & {(r.test_id, r.params_key) for r in _headline_results(base.results, spec, lab)})
+                common = ({(r.test_id, r.params_key) for r in mine}
+                          & {(r.test_id, r.params_key) for r in _headline_results(base.results, spec, lab, scope)})
                 if common:
                     base_value = headline_value(base.results, spec, lab, only=common)[0]
                     new_value = headline_value(results, spec, lab, only=common)[0]
-                    change = classify_change(spec.metrics[0], base_value, new_value, better,
+                    change = classify_change(spec.metric, base_value, new_value, better,
                                              tolerances_pct=tolerances, default_pct=default_pct)
-            behind = [o.outcome for o in outcomes if spec.check is None or check_name(o.test_id) == spec.check]
+            tests = {r.test_id for r in mine}  # the checks behind this figure, not every check of the lab
+            behind = [o.outcome for o in outcomes if o.test_id in tests
+                      or (spec.check is not None and check_name(o.test_id) == spec.check)]
             worst = min(behind, key=lambda x: OUTCOME_ORDER[x]) if behind else "passed"
             headlines.append(HeadlineView(spec, value, unit, sets, change,
-                                          tuple(ctx.sparks.get((lab, spec.key), ())), worst))
+                                          tuple(ctx.sparks.get((lab, spec.key), ())), worst,
+                                          f"{scope} {spec.per_unit}".strip() if scope is not None else ""))
         counts = dict.fromkeys(OUTCOME_ORDER, 0)
         for o in outcomes:
             counts[o.outcome] += 1
@@ -475,6 +501,6 @@ def verdict_text(v: Verdict) -> str:
 __all__ = [
     "HEADLINES", "Baseline", "CheckView", "FigureView", "HeadlineSpec", "HeadlineView", "LabView", "ReportContext",
     "RunView", "StatusFigure", "build_context", "build_view", "check_name", "first_line", "fmt_value",
-    "param_id", "verdict_text",
+    "headline_scope", "param_id", "verdict_text",
 ]
 
