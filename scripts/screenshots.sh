@@ -2,10 +2,13 @@
 # Regenerate the README's screenshots from a real run of the emulated lab (lab.toml), never from sample data:
 #   docs/report-screenshot.png  the first screen of reports/<run>/report.html of the newest run
 #   docs/trend-screenshot.png   the first screen of the trend page over those runs
-# It runs `pytest -m datapath --lab lab.toml` RUNS times (default 3, so the newest run has a baseline and the
-# sparklines and trend have points) into a private history under a temporary directory, then `vdpalab trend`,
-# then renders both pages in headless Chromium (refusing a page with console errors or without its headline on
-# the first screen). It builds and tears down the lab: on a shared machine run it under the lab lock.
+# It runs `pytest -m datapath --lab lab.toml` RUNS times (default 3) into a private history under a temporary
+# directory, then `vdpalab trend`, then renders both pages in headless Chromium (refusing a page with console
+# errors or without its headline on the first screen). The newest run must have a baseline (an earlier run of
+# the series in which every check passed), so the pictures show a comparison: when it has none (every earlier
+# run failed a check), the script stops, keeps the runs' reports and says which runs failed, instead of picturing
+# "no baseline". A failing check is never retried away: the newest run's report shows whatever it found.
+# It builds and tears down the lab: on a shared machine run it under the lab lock.
 # docs/screenshots.txt records which runs the pictures come from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +16,26 @@ RUNS="${RUNS:-3}"
 LAB="${LAB:-lab.toml}"
 work="$(mktemp -d /tmp/vdpalab-screenshots.XXXXXX)"
 db="sqlite:///$work/history.sqlite"
+failed_runs=()
 for i in $(seq 1 "$RUNS"); do
   echo "== run $i of $RUNS: pytest -m datapath --lab $LAB"
   # a failing check is still a real run: its report shows the failure, so the picture stays honest
+  rc=0
   .venv/bin/pytest -m datapath --lab "$LAB" --reports-dir "$work/reports" --results-db "$db" -p no:cacheprovider -q \
-    || echo "(run $i exited $?)"
+    | tee "$work/run-$i.log" || rc=$?  # pipefail: pytest's exit status
+  if [ "$rc" -ne 0 ]; then
+    echo "(run $i exited $rc)"
+    failed_runs+=("run $i: $(readlink "$work/reports/latest") exited $rc: $(grep -E '^(FAILED|ERROR) ' "$work/run-$i.log" \
+      | head -3 | tr '\n' ' ')")
+  fi
 done
+if grep -q "no baseline run in the history" "$work/run-$RUNS.log"; then
+  echo "screenshots.sh: the newest run has no baseline (no earlier run passed every check), so the pictures would" >&2
+  echo "not show a comparison; not taking them. Runs that failed:" >&2
+  printf '  %s\n' "${failed_runs[@]}" >&2
+  echo "Their reports and history are kept in $work/ (see why before running again)." >&2
+  exit 1
+fi
 # exit status 1 means "a series regressed", which is a finding, not an error of this script
 .venv/bin/vdpalab trend --db "$db" --out "$work/reports/trend" || [ $? -eq 1 ]
 .venv/bin/python -m vdpalab.reports.browser "$work/reports/latest/report.html" docs/report-screenshot.png 1000
@@ -27,6 +44,8 @@ run="$(readlink "$work/reports/latest")"
 {
   echo "docs/report-screenshot.png and docs/trend-screenshot.png: made by scripts/screenshots.sh on $(date -u +%FT%TZ)"
   echo "from $RUNS real runs of $LAB (emulated lab) on $(hostname); the report is run $run"
+  grep -m1 "^verdict " "$work/run-$RUNS.log" | sed 's/^/its summary: /'
+  [ "${#failed_runs[@]}" -eq 0 ] || printf 'an earlier run failed a check: %s\n' "${failed_runs[@]}"
   echo "suite revision $(git rev-parse --short=12 HEAD)"
 } > docs/screenshots.txt
 cat docs/screenshots.txt
