@@ -9,7 +9,7 @@
 # run failed a check), the script stops, keeps the runs' reports and says which runs failed, instead of picturing
 # "no baseline". A failing check is never retried away: the newest run's report shows whatever it found.
 # It builds and tears down the lab: on a shared machine run it under the lab lock.
-# docs/screenshots.txt records which runs the pictures come from.
+# docs/screenshots.txt records which runs the pictures come from. KEEP=1 keeps the runs' history and reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${RUNS:-3}"
@@ -49,4 +49,4 @@ run="$(readlink "$work/reports/latest")"
   echo "suite revision $(git rev-parse --short=12 HEAD)"
 } > docs/screenshots.txt
 cat docs/screenshots.txt
-rm -rf "$work"
+if [ -n "${KEEP:-}" ]; then echo "runs, reports and history kept in $work/"; else rm -rf "$work"; fi
