@@ -67,6 +67,7 @@ def test_every_section_is_there() -> None:
     assert list(sections) == [
         "host: kernel log since dmesg after [15.000000]",
         "host: ovs-vswitchd.log (tail)",
+        "host: cpu load and pressure",
         "host: ovs-vsctl show",
         "host: ovs-appctl dpctl/dump-flows -m",
         "host: dump-ports br30-ovs",
@@ -123,3 +124,16 @@ def test_console_logs_from_the_state_dir(tmp_path: Path) -> None:
     hosts = {"host": FakeHost("c83g155", host_answer)}
     sections = collect_diagnostics(LAB, hosts, None, state_dir=tmp_path)
     assert sections["c77g153: console c77g153.serial.log"].endswith("login:")
+
+
+def test_the_cpu_load_section_reads_this_machine() -> None:
+    """The command the CPU section runs, on this machine: cores, load average, PSI (or says PSI is off)."""
+    import subprocess
+
+    from vdpalab.diagnostics import CPU_LOAD
+
+    out = subprocess.run(["sh", "-c", CPU_LOAD], capture_output=True, text=True, timeout=10, check=True).stdout
+    lines = out.splitlines()
+    assert int(lines[0]) >= 1
+    assert len(lines[1].split()) == 5 and float(lines[1].split()[0]) >= 0
+    assert lines[2].startswith("some avg10=") or "PSI off" in lines[2]

@@ -1,7 +1,8 @@
 """What to look at when a datapath test fails, gathered in one go and attached to the report.
 
 ``collect_diagnostics(lab, hosts, since_marker)`` returns named text sections: the
-host's kernel log since the marker, the tail of ovs-vswitchd.log, ``ovs-vsctl show``,
+host's kernel log since the marker, the tail of ovs-vswitchd.log, the host's CPU load and
+pressure (a loaded host explains latency outliers), ``ovs-vsctl show``,
 the datapath flows, OpenFlow flows and port counters per bridge, each guest's
 links, addresses and neighbours, guest console logs when the lab keeps them, and
 the command history of every host involved.
@@ -34,6 +35,10 @@ OVS_LOG = (
     f'if [ -r "$f" ]; then echo "== $f"; tail -n {LOG_TAIL_LINES} "$f"; exit 0; fi; done; '
     'echo "no readable ovs-vswitchd.log (checked $OVS_LOGDIR and /var/log/openvswitch)"'
 )
+
+
+CPU_LOAD = ("nproc; cat /proc/loadavg; if [ -r /proc/pressure/cpu ]; then cat /proc/pressure/cpu; "
+            "else echo 'no /proc/pressure/cpu (PSI off)'; fi")
 
 
 def _clip(text: str) -> str:
@@ -159,6 +164,8 @@ def collect_diagnostics(
     marker = since_marker or LogMarker.start("host")
     c.run("host", kernel_log_command(marker), f"host: kernel log since {marker.describe()}", post=_since(marker))
     c.run("host", OVS_LOG, "host: ovs-vswitchd.log (tail)", post=_label_ovs_log)
+    # a loaded host explains latency outliers and UDP loss that the datapath did not cause (PSI: Linux >= 4.20)
+    c.run("host", CPU_LOAD, "host: cpu load and pressure")
     c.run("host", ["ovs-vsctl", "show"], "host: ovs-vsctl show")
     c.run("host", ["ovs-appctl", "dpctl/dump-flows", "-m"], "host: ovs-appctl dpctl/dump-flows -m")
     for bridge in lab.bridge:
