@@ -71,13 +71,11 @@ def test_the_layer_runs_whatever_driver_the_registry_names(monkeypatch: pytest.M
     single = lab.model_copy(update={"guest": lab.guest[:1]})
     monkeypatch.setitem(guests.DRIVERS, "netns", RecordingDriver)
     RecordingDriver.calls = []
-    link = (
-        f"2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu {single.guest[0].mtu} qdisc noqueue state UP\n"
-        "    link/ether 00:11:22:33:44:00 brd ff:ff:ff:ff:ff:ff link-netns vdpalab-emu-host\n"
-    )
-    guest = ScriptedHost.from_pairs(
-        [("ip link show dev eth0", link), ("ip -4 -o addr show dev eth0", "2: eth0    inet 192.168.30.153/24 x\n")]
-    )
+    recorded = ROOT / "selftest" / "data" / "recorded" / "13_json_netns_lab"  # this lab's own guest, ip -j
+    guest = ScriptedHost.from_pairs([
+        ("ip -j link show dev eth0", (recorded / "guest-ip-j-link-show-eth0-json.txt").read_text()),
+        ("ip -j -4 addr show dev eth0", (recorded / "guest-ip-j-4-addr-show-eth0-json.txt").read_text()),
+    ])
     host = ScriptedHost.from_pairs([("mkdir -p /run/recording", ""), ("start-guest c77g153", "")])
     layer = Guests(LayerContext(lab=single, hosts={"host": host, "c77g153": guest}, state_dir=tmp_path))
     assert [c.command for c in layer.plan_host(layer.fresh_state())] == [

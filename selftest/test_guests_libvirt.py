@@ -35,6 +35,7 @@ DATA = Path(__file__).parent / "data"
 VIRSH = DATA / "recorded" / "12_virsh_test_driver"
 LIBVIRT_TESTS = DATA / "recorded" / "10_libvirt_qemu"
 LAB = DATA / "labs" / "libvirt-both-ways.toml"
+NO_JSON = 'Option "-j" is unknown, try "ip -help".\n'  # iproute2 before 4.14 (ip.c)
 XML_153 = "/run/vdpalab/libvirt-both/c77g153.xml"
 XML_159 = "/run/vdpalab/libvirt-both/c77g159.xml"
 
@@ -363,7 +364,10 @@ def guest_outputs(name: str, mac: str, ip: str) -> list:
     link = (outputs / "guest-c77g153-ip-link-eth0-down.txt").read_text().replace("eth0", "eth1")
     return [
         ("true", ""),
+        # the seed's CentOS 7.7 guest: iproute2 4.11 has no -j, the layer falls back to the text
+        ScriptStep("ip -j link show dev eth1", rc=255, stderr=NO_JSON),
         ("ip link show dev eth1", link.replace("00:11:22:33:44:00", mac)),
+        ScriptStep("ip -j -4 addr show dev eth1", rc=255, stderr=NO_JSON),
         ("ip -4 -o addr show dev eth1", ""),
         (f"ip addr replace {ip} dev eth1", ""),
         ("ip link set dev eth1 up", ""),

@@ -119,13 +119,25 @@ def test_sriov_reads_the_old_vf_format_of_rhel83(lab: Lab, tmp_path: Path) -> No
     text = (RECORDED / "08_host_info" / "ip-d-link-show-vf-MAC-legacy-wangjun-tips.txt").read_text()
     text = text.replace("enp216s0f0", "ens2f0")
     host = ScriptedHost.from_pairs(
-        [("cat /sys/class/net/ens2f0/device/sriov_numvfs", "4\n"), ("ip link show ens2f0", text)]
+        [("cat /sys/class/net/ens2f0/device/sriov_numvfs", "4\n"), IP_NO_JSON("ip -j link show ens2f0"),
+         ("ip link show ens2f0", text)]
     )
     single = lab.model_copy(update={"pf": [lab.pf[0].model_copy(update={"num_vfs": 4, "vf_macs": []})]})
     state = Sriov(ctx(single, tmp_path, host=host)).probe()
     assert state["ens2f0"] == PfVfState(
         4, {0: "0e:4e:1c:6c:cc:ab", 1: "e0:18:f7:1b:8f:d9", 2: "00:48:9d:d1:c9:00", 3: "60:03:82:7e:1a:d1"}
     )
+
+
+def IP_NO_JSON(command: str) -> ScriptStep:
+    """What an iproute2 without JSON (before 4.14) answers to ``ip -j``: the real message of ip.c."""
+    return ScriptStep(command, rc=255, stderr='Option "-j" is unknown, try "ip -help".\n')
+
+
+def ETHTOOL_NO_JSON(command: str) -> ScriptStep:
+    """What ethtool without ``--json`` answers (ethtool 6.1's own words for an option it lacks, recorded)."""
+    return ScriptStep(command, rc=1, stderr=(RECORDED / "13_json_netns_lab" / "guest-ethtool-json-i-rejected.txt")
+                      .read_text())
 
 
 # --- switchdev -----------------------------------------------------------------------------------
@@ -153,11 +165,14 @@ def test_switchdev_reads_the_newer_encap_mode_wording(lab: Lab, tmp_path: Path) 
     text = text.replace("0000:01:00.0", "0000:07:00.0")
     host = ScriptedHost.from_pairs(
         [
+            # the text path: a devlink/ethtool that rejects the JSON option falls back to the real text outputs
+            ScriptStep("devlink -j dev eswitch show pci/0000:07:00.0", rc=1, stderr='Option "-j" is unknown\n'),
             ("devlink dev eswitch show pci/0000:07:00.0", text),
             (
                 "readlink -f /sys/bus/pci/devices/0000:07:00.2/driver",
                 "/sys/devices/pci0000:00/0000:00:03.0/0000:07:00.2/driver\n",
             ),
+            ETHTOOL_NO_JSON("ethtool --json -k ens2f0"),
             ("ethtool -k ens2f0", (SEED / "ethtool-k-ens2f0-grep-tc.txt").read_text()),
         ]
     )
@@ -432,7 +447,9 @@ def test_libvirt_guest_gets_the_seeds_vdpa_interface(tmp_path: Path) -> None:
     guest_host = ScriptedHost.from_pairs(
         [
             ("true", ""),
+            IP_NO_JSON("ip -j link show dev eth0"),
             ("ip link show dev eth0", (DATA / "scripts/outputs/guest-c77g153-ip-link-eth0-up.txt").read_text()),
+            IP_NO_JSON("ip -j -4 addr show dev eth0"),
             ("ip -4 -o addr show dev eth0", (DATA / "scripts/outputs/guest-c77g153-ip-4-o-addr-eth0.txt").read_text()),
         ]
     )
@@ -496,10 +513,14 @@ def test_netns_guest_is_configured_and_down_removes_the_address(emulated: Lab, t
     )
     guest = ScriptedHost.from_pairs(
         [
+            IP_NO_JSON("ip -j link show dev eth0"),
             ("ip link show dev eth0", link),
+            IP_NO_JSON("ip -j -4 addr show dev eth0"),
             ("ip -4 -o addr show dev eth0", ""),
             ("true", ""),
+            IP_NO_JSON("ip -j link show dev eth0"),
             ("ip link show dev eth0", link),
+            IP_NO_JSON("ip -j -4 addr show dev eth0"),
             ("ip -4 -o addr show dev eth0", ""),
             ("ip link set dev eth0 address 00:11:22:33:44:00", ""),
             ("ip addr replace 192.168.30.153/24 dev eth0", ""),

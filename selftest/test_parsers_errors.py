@@ -40,6 +40,8 @@ CASES: dict[str, tuple[str, int, list[tuple[int, int]]]] = {
     "ethtool-k": ("emulated/ethtool-k-veth.txt", 5, [(10, 10), (12, 25)]),
     "ethtool-i": ("recorded/11_found_by_search/ethtool-i-mlx5_core-ofed24.10-cx4lx.txt", 2, [(10, 15), (6, 22)]),
     "ip-link": ("recorded/08_host_info/ip-d-link-show-vf-MAC-legacy-wangjun-tips.txt", 2, [(6, 60), (6, 20), (1, 40)]),
+    "ip-addr": ("recorded/13_json_netns_lab/guest-ip-addr-show.txt", 3, [(9, 23), (7, 30)]),
+    "ip-neigh": ("recorded/13_json_netns_lab/machine-ip-neigh-show.txt", 2, [(1, 27), (1, 20)]),
     "lshw": ("seed/lshw-businfo-network-legacy.txt", 5, [(12, 25), (12, 36)]),
     "devlink-eswitch": ("seed/devlink-eswitch-show-07.00.0-switchdev.txt", 1, [(1, 55), (1, 25)]),
     "devlink-port": ("recorded/04_devlink/port-show-physical-pcipf-external-iproute2-fbd4b581.txt", 2, [(2, 75)]),

@@ -495,3 +495,96 @@ def test_every_recorded_file_is_exercised_here() -> None:
     emu_dir = DATA.parent / "emulated"
     skipped = {"ovs-version.txt"}  # a version banner, kept for the record
     assert [p.name for p in emu_dir.glob("*.txt") if p.name not in emulated and p.name not in skipped] == []
+
+
+# --- 13_json_netns_lab: the JSON the live reads use, next to the text, from this machine's tools in the lab ---
+J = DATA / "13_json_netns_lab"
+
+
+def jtext(name: str) -> str:
+    return (J / name).read_text(encoding="utf-8")
+
+
+def test_ip_link_json_and_text_of_the_same_guest_interface_agree() -> None:
+    from vdpalab.parsers.iplink import parse_ip_link
+
+    js = parse_ip_link(jtext("guest-ip-j-link-show-eth0-json.txt")).by_name("eth0")
+    tx = parse_ip_link(jtext("guest-ip-link-show-eth0.txt")).by_name("eth0")
+    detailed = parse_ip_link(jtext("guest-ip-j-d-link-show-eth0-json.txt")).by_name("eth0")
+    assert js is not None and tx is not None and detailed is not None
+    assert (js.mac, js.mtu, js.state, js.flags) == (tx.mac, tx.mtu, tx.state, tx.flags)
+    assert (js.mac, js.mtu) == ("00:11:22:33:44:00", 9000) == (detailed.mac, detailed.mtu)
+
+
+def test_ip_s_counters_json_and_text_agree_and_mirror_the_veth_peer() -> None:
+    from vdpalab.parsers.iplink import parse_ip_link
+
+    js = parse_ip_link(jtext("guest-ip-j-s-link-show-eth0-json.txt")).links[0].stats
+    tx = parse_ip_link(jtext("guest-ip-s-link-show-eth0.txt")).links[0].stats
+    peer = parse_ip_link(jtext("host-ip-j-s-link-show-ens2f0_0-json.txt")).by_name("ens2f0_0")
+    assert js is not None and tx is not None and peer is not None and peer.stats is not None
+    for side in ("rx", "tx"):
+        for key in ("bytes", "packets", "errors", "dropped"):
+            assert js.__dict__[side][key] == tx.__dict__[side][key], (side, key)
+    assert js.rx["packets"] >= 3  # the three pings' replies at least
+    # the guest's eth0 and the host's ens2f0_0 are the two ends of one veth: what one sends, the other gets
+    assert (js.rx["bytes"], js.tx["bytes"]) == (peer.stats.tx["bytes"], peer.stats.rx["bytes"])
+    host = parse_ip_link(jtext("host-ip-j-link-show-json.txt"))  # the lab host's namespace: uplinks and representors
+    assert {"ens2f0", "ens2f1", "ens2f0_0", "ens2f1_0"} <= {lk.name for lk in host.links}
+    assert all(lk.stats is None for lk in host.links)  # no -s, no counters
+
+
+def test_ip_addr_json_text_oneline_and_busybox_agree() -> None:
+    from vdpalab.parsers.iplink import parse_ip_addr
+
+    full_j = parse_ip_addr(jtext("guest-ip-j-addr-show-json.txt"))
+    full_t = parse_ip_addr(jtext("guest-ip-addr-show.txt"))
+    four_j = parse_ip_addr(jtext("guest-ip-j-4-addr-show-eth0-json.txt"))
+    four_o = parse_ip_addr(jtext("guest-ip-4-o-addr-show-eth0.txt"))
+    busybox = parse_ip_addr(jtext("guest-busybox-ip-addr-show-eth0.txt"))
+    for parsed in (full_j, full_t, four_j, four_o, busybox):
+        assert parsed.cidrs("eth0") == ("192.168.30.153/24",) and parsed.unparsed == []
+    assert full_j.cidrs("eth0", "inet6") == full_t.cidrs("eth0", "inet6") == busybox.cidrs("eth0", "inet6")
+    assert full_j.cidrs("lo") == full_t.cidrs("lo") == ("127.0.0.1/8",)
+    assert [a.scope for a in full_j.by_name("eth0").addresses] == [a.scope for a in full_t.by_name("eth0").addresses]
+
+
+def test_ip_neigh_json_and_text_agree() -> None:
+    from vdpalab.parsers.iplink import parse_ip_neigh
+
+    for js_name, tx_name in (("guest-ip-j-neigh-show-json.txt", "guest-ip-neigh-show.txt"),
+                             ("machine-ip-neigh-show-json.txt", "machine-ip-neigh-show.txt")):
+        js, tx = parse_ip_neigh(jtext(js_name)), parse_ip_neigh(jtext(tx_name))
+        assert js.neighbours == tx.neighbours and tx.unparsed == []
+    guest = parse_ip_neigh(jtext("guest-ip-j-neigh-show-json.txt")).neighbours
+    assert [(n.dst, n.lladdr, n.states) for n in guest] == [("192.168.30.159", "00:11:22:33:44:10", ["REACHABLE"])]
+    machine = parse_ip_neigh(jtext("machine-ip-neigh-show.txt")).neighbours
+    assert any(n.lladdr is None and n.states == ["FAILED"] for n in machine)  # an unanswered neighbour
+
+
+def test_ethtool_json_k_equals_its_text() -> None:
+    from vdpalab.parsers.ethtool import parse_ethtool_k
+
+    js = parse_ethtool_k(jtext("guest-ethtool-json-k-eth0-json.txt"))
+    tx = parse_ethtool_k(jtext("guest-ethtool-k-eth0.txt"))
+    assert js.interface == tx.interface == "eth0" and set(js.features) == set(tx.features)
+    assert {k: (f.on, f.fixed, f.requested) for k, f in js.features.items()} == {
+        k: (f.on, f.fixed, f.requested) for k, f in tx.features.items()}
+    host = parse_ethtool_k(jtext("host-ethtool-json-k-ens2f0-json.txt"))
+    assert host.interface == "ens2f0" and host.is_on("hw-tc-offload") is not None
+
+
+def test_a_rejected_json_option_is_told_from_a_real_failure() -> None:
+    """The recorded refusals of BusyBox ip, ethtool (-i has no JSON) and OVS 3.1's ovs-appctl (--format came in
+    3.3) make the live reads fall back to text; a missing device does not."""
+    from vdpalab.command_result import CommandResult
+    from vdpalab.hosts.base import json_option_rejected
+
+    versions = jtext("host-tool-versions.txt") + jtext("host-ovs-vsctl-version.txt")
+    assert "iproute2-6.1.0" in versions and "ethtool version 6.1" in versions and "3.1.0" in versions
+    for name in ("guest-busybox-ip-j-rejected.txt", "guest-ethtool-json-i-rejected.txt",
+                 "host-ovs-appctl-format-json-rejected.txt"):
+        assert json_option_rejected(CommandResult("h", "x", 1, "", jtext(name), 0.0, 0.0)), name
+    missing = CommandResult("h", "ip -j link show dev eth9", 1, "", "Device \"eth9\" does not exist.\n", 0.0, 0.0)
+    assert not json_option_rejected(missing)
+    assert not json_option_rejected(CommandResult("h", "x", 0, "[]", "", 0.0, 0.0))

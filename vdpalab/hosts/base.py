@@ -98,6 +98,32 @@ def _outcome(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+# How a tool says it does not know its JSON option: iproute2 before 4.14 ('Option "-j" is unknown'), BusyBox
+# ip (its usage text), ethtool before 6.x ('bad command line argument(s)'), getopt ('invalid/unrecognized option').
+_JSON_REJECTED = re.compile(
+    r'Option "-j(?:son)?" is unknown|bad command line argument|invalid option|unrecognized option|unknown option'
+    r"|^Usage:",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def json_option_rejected(result: CommandResult) -> bool:
+    """True when a failed ``--json``/``-j`` command failed because the tool has no such option."""
+    return not result.ok and bool(_JSON_REJECTED.search(result.stderr or result.stdout))
+
+
+def run_json_or_text(
+    host: Host, json_cmd: Command, text_cmd: Command, *, timeout: float | None = None, sudo: bool = False
+) -> CommandResult:
+    """The tool's JSON output where it has one, else its text: ``text_cmd`` runs only when the tool rejected
+    the JSON option (old iproute2 or ethtool, BusyBox ip). The parsers take either, so the caller need not
+    know which it got; any other failure is returned as it is."""
+    result = host.run(json_cmd, timeout=timeout, sudo=sudo)
+    if json_option_rejected(result):
+        return host.run(text_cmd, timeout=timeout, sudo=sudo)
+    return result
+
+
 class Host(ABC):
     """Run commands and move files on one machine.
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from vdpalab.config import Lab
 from vdpalab.errors import HostError, LayerError
-from vdpalab.hosts.base import CommandResult, Host, to_shell
+from vdpalab.hosts.base import CommandResult, Host, run_json_or_text, to_shell
 
 
 class LayerStatus(StrEnum):
@@ -217,7 +217,14 @@ class Layer(ABC):
 
     def read_ok(self, cmd: str | list[str], *, role: str = "host", what: str = "") -> str:
         """A read-only command that must succeed; a failure is a LayerError naming the command."""
-        result = self.read(cmd, role=role)
+        return self.required(self.read(cmd, role=role), what)
+
+    def read_json_ok(self, json_cmd: list[str], text_cmd: list[str], *, role: str = "host", what: str = "") -> str:
+        """``read_ok`` of a tool's JSON output, or of its text where the tool has no JSON (the parsers take both)."""
+        return self.required(run_json_or_text(self.on(role), json_cmd, text_cmd, sudo=True), what)
+
+    def required(self, result: CommandResult, what: str) -> str:
+        """The stdout of a read that must succeed; a failure is a LayerError naming host, command and rc."""
         if not result.ok:
             detail = (result.stderr.strip() or result.stdout.strip())[-300:]
             raise LayerError(

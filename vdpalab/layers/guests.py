@@ -12,7 +12,6 @@ did not start and lets each driver stop what it started.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,12 +21,12 @@ from vdpalab.config import GuestBase
 from vdpalab.errors import HostError, LayerError
 from vdpalab.guests import GuestDriver, GuestRun, driver_for
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
-from vdpalab.parsers.iplink import parse_ip_link
+from vdpalab.parsers.iplink import parse_ip_addr, parse_ip_link
 
 
 @dataclass(frozen=True)
 class GuestNet:
-    """The guest side: its data interface as ``ip link show`` / ``ip -4 -o addr show`` report it."""
+    """The guest side: its data interface as ``ip -j link show`` / ``ip -j -4 addr show`` report it."""
 
     mac: str | None
     mtu: int | None
@@ -77,20 +76,22 @@ class Guests(Layer):
         return {name: d.fresh() for name, d in self.drivers.items()}
 
     def probe_net(self, guest: GuestBase) -> GuestNet:
+        """``ip -j`` link and IPv4 addresses of the data interface; the text where the guest's ip has no JSON
+        (iproute2 before 4.14, BusyBox ip)."""
         iface = guest.interface
         link = parse_ip_link(
-            self.read_ok(
-                ["ip", "link", "show", "dev", iface], role=guest.name, what=f"ip link show {iface} in {guest.name}"
+            self.read_json_ok(
+                ["ip", "-j", "link", "show", "dev", iface], ["ip", "link", "show", "dev", iface],
+                role=guest.name, what=f"ip link show {iface} in {guest.name}",
             )
         ).by_name(iface)
         if link is None:
             raise LayerError(self.name, f"guest {guest.name} has no interface {iface}")
-        addrs = self.read_ok(
-            ["ip", "-4", "-o", "addr", "show", "dev", iface],
-            role=guest.name,
-            what=f"ip addr show {iface} in {guest.name}",
+        addrs = self.read_json_ok(
+            ["ip", "-j", "-4", "addr", "show", "dev", iface], ["ip", "-4", "-o", "addr", "show", "dev", iface],
+            role=guest.name, what=f"ip addr show {iface} in {guest.name}",
         )
-        found = tuple(re.findall(r"\binet (\d+\.\d+\.\d+\.\d+/\d+)", addrs))
+        found = parse_ip_addr(addrs).cidrs(iface) if addrs.strip() else ()  # no IPv4 address: empty text
         return GuestNet(link.mac.lower() if link.mac else None, link.mtu, "UP" in link.flags, found)
 
     @staticmethod

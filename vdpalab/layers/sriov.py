@@ -50,7 +50,9 @@ class Sriov(Layer):
             text = self.read_ok(["cat", numvfs_path(pf.name)], what=f"reading {pf.name}'s sriov_numvfs").strip()
             if not text.isdigit():
                 raise LayerError(self.name, f"{numvfs_path(pf.name)} reads {text!r}, not a number")
-            link = parse_ip_link(self.read_ok(["ip", "link", "show", pf.name], what=f"ip link show {pf.name}"))
+            link = parse_ip_link(self.read_json_ok(
+                ["ip", "-j", "link", "show", pf.name], ["ip", "link", "show", pf.name], what=f"ip link show {pf.name}"
+            ))
             found = link.by_name(pf.name)
             if found is None:
                 raise LayerError(self.name, f"`ip link show {pf.name}` does not list {pf.name}")

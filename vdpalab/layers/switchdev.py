@@ -10,8 +10,9 @@ rebind the VFs (the mode cannot change while VFs are bound)::
     echo 0000:07:00.2 > /sys/bus/pci/drivers/mlx5_core/bind
     echo 0000:07:01.2 > /sys/bus/pci/drivers/mlx5_core/bind
 
-Verified with ``devlink dev eswitch show`` (mode switchdev), ``devlink port show`` (a ``pcivf``
-port whose netdev is the lab's representor name, e.g. ens2f0_0) and ``ethtool -k PF``
+Verified with ``devlink -j dev eswitch show`` (mode switchdev), ``devlink -j port show`` (a ``pcivf``
+port whose netdev is the lab's representor name, e.g. ens2f0_0) and ``ethtool --json -k PF`` (its text on an
+ethtool without JSON, before 6.x)
 (``hw-tc-offload: on``, set with ``ethtool -K`` when off). ``down`` goes back to the recorded mode
 with the same unbind/rebind dance.
 """
@@ -74,9 +75,10 @@ class Switchdev(Layer):
         state = {}
         for pf in self.pfs():
             dev = f"pci/{pf.pci}"
-            esw = parse_devlink_eswitch(
-                self.read_ok(["devlink", "dev", "eswitch", "show", dev], what=f"devlink eswitch show {dev}")
-            )
+            esw = parse_devlink_eswitch(self.read_json_ok(
+                ["devlink", "-j", "dev", "eswitch", "show", dev], ["devlink", "dev", "eswitch", "show", dev],
+                what=f"devlink eswitch show {dev}",
+            ))
             if esw.dev != dev or esw.mode is None:
                 raise LayerError(self.name, f"`devlink dev eswitch show {dev}` answered for {esw.dev}, mode {esw.mode}")
             mode = esw.mode
@@ -91,7 +93,9 @@ class Switchdev(Layer):
                     drivers[vf] = posixpath.basename(target)
                 else:
                     drivers[vf] = None
-            features = parse_ethtool_k(self.read_ok(["ethtool", "-k", pf.name], what=f"ethtool -k {pf.name}"))
+            features = parse_ethtool_k(self.read_json_ok(
+                ["ethtool", "--json", "-k", pf.name], ["ethtool", "-k", pf.name], what=f"ethtool -k {pf.name}"
+            ))
             state[pf.name] = PfSwitchState(mode, drivers, features.is_on("hw-tc-offload"))
         return state
 
@@ -136,7 +140,9 @@ class Switchdev(Layer):
 
     def verify(self) -> Evidence:
         st = self.probe()
-        ports = parse_devlink_port(self.read_ok(["devlink", "port", "show"], what="devlink port show")).ports
+        ports = parse_devlink_port(self.read_json_ok(
+            ["devlink", "-j", "port", "show"], ["devlink", "port", "show"], what="devlink port show"
+        )).ports
         problems, details = [], []
         for pf in self.pfs():
             cur = st[pf.name]

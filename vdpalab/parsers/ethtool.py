@@ -1,4 +1,5 @@
-"""``ethtool -k IF`` (offload features, whole or grepped) and ``ethtool -i IF`` (driver information)."""
+"""``ethtool -k IF`` (offload features, whole or grepped; ``ethtool --json -k IF`` from ethtool 6.x) and
+``ethtool -i IF`` (driver information; ethtool has no JSON for it, up to 6.1 at least)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,18 @@ import re
 from dataclasses import dataclass, field
 
 from vdpalab.errors import ParseError
-from vdpalab.parsers._common import Keeper, Unparsed, content_lines, nothing_understood, to_bool_word
+from vdpalab.parsers._common import (
+    Keeper,
+    Unparsed,
+    content_lines,
+    expect_type,
+    json_bool,
+    json_str,
+    load_json,
+    looks_like_json,
+    nothing_understood,
+    to_bool_word,
+)
 
 ETHTOOL_K = "ethtool-k"
 ETHTOOL_I = "ethtool-i"
@@ -38,8 +50,33 @@ _HEADER = re.compile(r"^Features for (\S+):$")
 _FEATURE = re.compile(r"^(?P<indent>\s*)(?P<name>[\w-]+): (?P<state>on|off)(?: \[(?P<note>[^\]]+)\])?\s*$")
 
 
+def _features_json(kind: str, text: str) -> EthtoolFeatures:
+    """``[{"ifname": IF, "feature": {"active": b, "fixed": b|null, "requested": b|null}, ...}]``: ``fixed`` and
+    ``requested`` are null for a parent (``tx-checksumming``) whose state is its children's."""
+    doc = expect_type(kind, load_json(kind, text), list, "top level")
+    if len(doc) != 1:
+        raise ParseError(kind, f"expected one interface, got {len(doc)}")
+    raw = expect_type(kind, doc[0], dict, "[0]")
+    feats: dict[str, Feature] = {}
+    for name, value in raw.items():
+        if name == "ifname":
+            continue
+        value = expect_type(kind, value, dict, name)
+        on = json_bool(kind, value.get("active"), f"{name}.active")
+        if on is None:
+            raise ParseError(kind, f"{name}: no 'active' state")
+        requested = json_bool(kind, value.get("requested"), f"{name}.requested")
+        fixed = bool(json_bool(kind, value.get("fixed"), f"{name}.fixed"))
+        # as the text shows it: a wish only for a changeable feature whose state differs from it
+        feats[name] = Feature(on=on, fixed=fixed, requested=None if fixed or requested in (None, on) else requested)
+    return EthtoolFeatures(interface=json_str(kind, raw.get("ifname"), "ifname"), features=feats)
+
+
 def parse_ethtool_k(text: str) -> EthtoolFeatures:
+    """Text or ``--json`` (chosen by the first character). JSON has no parent/child nesting: ``parent`` is None."""
     kind = ETHTOOL_K
+    if looks_like_json(content_lines(kind, text)[0][1]):
+        return _features_json(kind, text)
     iface = None
     feats: dict[str, Feature] = {}
     parent = None
