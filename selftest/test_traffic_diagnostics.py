@@ -55,8 +55,16 @@ def host_answer(command: str) -> str:
     return f"output of {command}\n"
 
 
+JSON_LAB = Path(__file__).parent / "data" / "recorded" / "13_json_netns_lab"  # this lab's guest, recorded
+GUEST_READS = {
+    "ip -j -s link show dev eth0": "guest-ip-j-s-link-show-eth0-json.txt",
+    "ip -j addr show dev eth0": "guest-ip-j-addr-show-json.txt",
+    "ip -j neigh show": "guest-ip-j-neigh-show-json.txt",
+}
+
+
 def guest_answer(command: str) -> str:
-    return "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500\n"
+    return (JSON_LAB / GUEST_READS[command]).read_text() if command in GUEST_READS else f"output of {command}\n"
 
 
 def test_every_section_is_there() -> None:
@@ -86,6 +94,11 @@ def test_every_section_is_there() -> None:
     assert "ens2f0_0" in sections["host: dump-ports br30-ovs"]
     assert "--names" in sections["host: dump-ports br30-ovs"].splitlines()[0]
     assert "ovs-ofctl del-flows br30-ovs" in sections["host: command history"]
+    net = sections["c77g153: links, addresses, neighbours"]  # ip -j read and summed up
+    assert "eth0: state UP mtu 9000 mac 00:11:22:33:44:00" in net
+    assert "rx 7 packets 586 bytes 0 errors 0 dropped; tx 7 packets 602 bytes" in net
+    assert "eth0: 192.168.30.153/24 (global), fe80::84c5:c2ff:feae:94df/64 (link)" in net
+    assert "192.168.30.159 dev eth0 lladdr 00:11:22:33:44:10 REACHABLE" in net
 
 
 def test_dead_guest_is_asked_once_and_said_so() -> None:

@@ -20,7 +20,7 @@ import pytest
 from fixtures.lab_session import GuestPair
 from vdpalab.config import Lab
 from vdpalab.errors import ParseError
-from vdpalab.hosts.base import Host
+from vdpalab.hosts.base import Host, run_json_or_text
 from vdpalab.parsers.ethtool import parse_ethtool_k
 from vdpalab.parsers.ovs import DumpFlows, Flow, parse_dump_flows, parse_other_config
 from vdpalab.traffic.jobs import WorkDir, start_job
@@ -68,7 +68,7 @@ def probe_offload(host: Host, lab: Lab) -> OffloadProbe:
     tc: dict[str, bool | None] = {}
     for bridge in lab.bridge:
         uplink = bridge.uplink.name
-        out = host.run(["ethtool", "-k", uplink], timeout=15)
+        out = run_json_or_text(host, ["ethtool", "--json", "-k", uplink], ["ethtool", "-k", uplink], timeout=15)
         on = parse_ethtool_k(out.stdout).is_on("hw-tc-offload") if out.ok else None
         tc[uplink] = on
         evidence.append(f"ethtool -k {uplink}: hw-tc-offload "

@@ -4,7 +4,8 @@
 host's kernel log since the marker, the tail of ovs-vswitchd.log, the host's CPU load and
 pressure (a loaded host explains latency outliers), ``ovs-vsctl show``,
 the datapath flows, OpenFlow flows and port counters per bridge, each guest's
-links, addresses and neighbours, guest console logs when the lab keeps them, and
+links (with counters), addresses and neighbours read with ``ip -j`` and summed up, guest
+console logs when the lab keeps them, and
 the command history of every host involved.
 
 It must never make a bad situation worse: every command has a short timeout, a
@@ -19,10 +20,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from vdpalab.config import Lab
-from vdpalab.errors import HostUnreachable
+from vdpalab.errors import HostUnreachable, ParseError
 from vdpalab.evidence import LogMarker, is_harmless_ovs_line, kernel_log_command, records_after
 from vdpalab.guests import driver_for
-from vdpalab.hosts.base import CommandHistory, Host
+from vdpalab.hosts.base import CommandHistory, Host, run_json_or_text, to_shell
+from vdpalab.parsers.iplink import parse_ip_addr, parse_ip_link, parse_ip_neigh
 from vdpalab.parsers.kernel_log import parse_kernel_log
 
 COMMAND_TIMEOUT = 8.0
@@ -93,6 +95,72 @@ class _Collector:
         if not result.ok:
             text += f"\n[exit {result.rc}]"
         self.sections[title] = _clip(text)
+
+    def run_reads(self, role: str, reads: list[GuestRead], title: str) -> None:
+        """Several JSON-or-text reads in one section, each summed up; the raw output when it does not parse."""
+        parts: list[str] = []
+        for json_cmd, text_cmd, summary in reads:
+            host = self.host(role)
+            if host is None:
+                parts.append(f"(not collected: {role} unreachable: {self.dead.get(role)})")
+                break
+            try:
+                result = run_json_or_text(host, json_cmd, text_cmd, timeout=self.timeout)
+            except HostUnreachable as exc:
+                self.dead[role] = str(exc)
+                parts.append(f"(not collected: {exc})")
+                break
+            except Exception as exc:  # a timeout or anything else: say it, go on
+                parts.append(f"$ {to_shell(json_cmd)}\n(not collected: {type(exc).__name__}: {exc})")
+                continue
+            try:
+                body = "\n".join(summary(result.stdout)) if result.ok else result.stdout
+            except ParseError as exc:
+                body = f"(not understood: {exc})\n{result.stdout.rstrip()}"
+            text = f"$ {host.shown(result.command)}\n{body.rstrip()}"
+            if result.stderr.strip():
+                text += f"\n[stderr]\n{result.stderr.rstrip()}"
+            if not result.ok:
+                text += f"\n[exit {result.rc}]"
+            parts.append(text)
+        self.sections[title] = _clip("\n\n".join(parts))
+
+
+GuestRead = tuple[list[str], list[str], Callable[[str], list[str]]]  # JSON command, text command, summary
+
+
+def guest_net_reads(iface: str) -> list[GuestRead]:
+    """``ip -j`` link with counters, addresses and neighbours of a guest (text where its ip has no JSON), each
+    summed up in a few lines: what a reader of a failed ping wants first."""
+    return [
+        (["ip", "-j", "-s", "link", "show", "dev", iface], ["ip", "-s", "link", "show", "dev", iface], _links),
+        (["ip", "-j", "addr", "show", "dev", iface], ["ip", "addr", "show", "dev", iface], _addrs),
+        (["ip", "-j", "neigh", "show"], ["ip", "neigh", "show"], _neighs),
+    ]
+
+
+def _links(text: str) -> list[str]:
+    out = []
+    for lk in parse_ip_link(text).links:
+        line = f"{lk.name}: state {lk.state} mtu {lk.mtu} mac {lk.mac} flags {','.join(lk.flags)}"
+        if lk.stats is not None:
+            for side, c in (("rx", lk.stats.rx), ("tx", lk.stats.tx)):
+                line += f"; {side} {c.get('packets')} packets {c.get('bytes')} bytes {c.get('errors')} errors " \
+                        f"{c.get('dropped')} dropped"
+        out.append(line)
+    return out
+
+
+def _addrs(text: str) -> list[str]:
+    return [f"{lk.name}: " + (", ".join(f"{a.cidr} ({a.scope})" for a in lk.addresses) or "no address")
+            for lk in parse_ip_addr(text).links] if text.strip() not in ("", "[]") else ["no address"]
+
+
+def _neighs(text: str) -> list[str]:
+    if text.strip() in ("", "[]"):
+        return ["no neighbours"]
+    return [f"{n.dst} dev {n.dev} lladdr {n.lladdr or '-'} {' '.join(n.states)}"
+            for n in parse_ip_neigh(text).neighbours]
 
 
 def _label_ovs_log(text: str) -> str:
@@ -174,8 +242,7 @@ def collect_diagnostics(
         c.run("host", ["ovs-ofctl", "--names", "-O", "OpenFlow14", "dump-flows", bridge.name],
               f"host: dump-flows {bridge.name}")
     for guest in lab.guest:
-        c.run(guest.name, f"ip -s link show {guest.interface}; ip addr show {guest.interface}; ip neigh show",
-              f"{guest.name}: links, addresses, neighbours")
+        c.run_reads(guest.name, guest_net_reads(guest.interface), f"{guest.name}: links, addresses, neighbours")
         for label, path in driver_for(guest).log_files():
             c.run("host", ["tail", "-n", str(LOG_TAIL_LINES), path], f"{guest.name}: {label}")
     try:
