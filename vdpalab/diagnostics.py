@@ -23,7 +23,7 @@ from vdpalab.config import Lab
 from vdpalab.errors import HostUnreachable, ParseError
 from vdpalab.evidence import LogMarker, is_harmless_ovs_line, kernel_log_command, records_after
 from vdpalab.guests import driver_for
-from vdpalab.hosts.base import CommandHistory, Host, run_json_or_text, to_shell
+from vdpalab.hosts.base import CommandHistory, CommandResult, Host, run_json_or_text, to_shell
 from vdpalab.parsers.iplink import parse_ip_addr, parse_ip_link, parse_ip_neigh
 from vdpalab.parsers.kernel_log import parse_kernel_log
 
@@ -47,6 +47,16 @@ def _clip(text: str) -> str:
     if len(text) <= SECTION_LIMIT:
         return text
     return f"[... {len(text) - SECTION_LIMIT} characters cut ...]\n" + text[-SECTION_LIMIT:]
+
+
+def _shown(host: Host, result: CommandResult, out: str) -> str:
+    """A command as run, what it printed (``out``), its stderr and a failed exit code."""
+    text = f"$ {host.shown(result.command)}\n{out.rstrip()}"
+    if result.stderr.strip():
+        text += f"\n[stderr]\n{result.stderr.rstrip()}"
+    if not result.ok:
+        text += f"\n[exit {result.rc}]"
+    return text
 
 
 class _Collector:
@@ -89,12 +99,7 @@ class _Collector:
                 out = post(out)
             except Exception as exc:
                 out = f"(could not post-process: {exc})\n{out}"
-        text = f"$ {host.shown(result.command)}\n{out.rstrip()}"
-        if result.stderr.strip():
-            text += f"\n[stderr]\n{result.stderr.rstrip()}"
-        if not result.ok:
-            text += f"\n[exit {result.rc}]"
-        self.sections[title] = _clip(text)
+        self.sections[title] = _clip(_shown(host, result, out))
 
     def run_reads(self, role: str, reads: list[GuestRead], title: str) -> None:
         """Several JSON-or-text reads in one section, each summed up; the raw output when it does not parse."""
@@ -117,12 +122,7 @@ class _Collector:
                 body = "\n".join(summary(result.stdout)) if result.ok else result.stdout
             except ParseError as exc:
                 body = f"(not understood: {exc})\n{result.stdout.rstrip()}"
-            text = f"$ {host.shown(result.command)}\n{body.rstrip()}"
-            if result.stderr.strip():
-                text += f"\n[stderr]\n{result.stderr.rstrip()}"
-            if not result.ok:
-                text += f"\n[exit {result.rc}]"
-            parts.append(text)
+            parts.append(_shown(host, result, body))
         self.sections[title] = _clip("\n\n".join(parts))
 
 

@@ -191,15 +191,26 @@ def _text(kind: str, text: str) -> IpLinks:
     return IpLinks(links=[Link(**lk) for lk in links], unparsed=keep.unparsed)
 
 
-def _json(kind: str, text: str) -> IpLinks:
+def _json_links(kind: str, text: str) -> list[tuple[int, dict[str, Any], str, int]]:
+    """The links of an ``ip -j link``/``addr`` list: (position, object, ifname, ifindex); ``{}`` entries (a link
+    whose addresses a family filter removed) are skipped."""
     doc = expect_type(kind, load_json(kind, text), list, "top level")
-    out: list[Link] = []
+    out = []
     for i, raw in enumerate(doc):
         raw = expect_type(kind, raw, dict, f"[{i}]")
         name = json_str(kind, raw.get("ifname"), f"[{i}].ifname")
         idx = json_int(kind, raw.get("ifindex"), f"[{i}].ifindex")
         if name is None or idx is None:
+            if not raw:
+                continue
             raise ParseError(kind, f"[{i}]: link without ifname/ifindex")
+        out.append((i, raw, name, idx))
+    return out
+
+
+def _json(kind: str, text: str) -> IpLinks:
+    out: list[Link] = []
+    for i, raw, name, idx in _json_links(kind, text):
         vfs = []
         for j, v in enumerate(expect_type(kind, raw.get("vfinfo_list", []), list, f"[{i}].vfinfo_list")):
             v = expect_type(kind, v, dict, f"[{i}].vfinfo_list[{j}]")
@@ -352,16 +363,8 @@ def _addr_text(kind: str, text: str) -> IpAddrs:
 
 
 def _addr_json(kind: str, text: str) -> IpAddrs:
-    doc = expect_type(kind, load_json(kind, text), list, "top level")
     out: list[LinkAddrs] = []
-    for i, raw in enumerate(doc):
-        raw = expect_type(kind, raw, dict, f"[{i}]")
-        name = json_str(kind, raw.get("ifname"), f"[{i}].ifname")
-        idx = json_int(kind, raw.get("ifindex"), f"[{i}].ifindex")
-        if name is None or idx is None:
-            if not raw:
-                continue  # `ip -j addr show dev X` of a filtered-out family prints {} for the link
-            raise ParseError(kind, f"[{i}]: link without ifname/ifindex")
+    for i, raw, name, idx in _json_links(kind, text):
         addrs = []
         for j, a in enumerate(expect_type(kind, raw.get("addr_info", []), list, f"[{i}].addr_info")):
             a = expect_type(kind, a, dict, f"[{i}].addr_info[{j}]")
