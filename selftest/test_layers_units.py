@@ -193,11 +193,15 @@ def test_vdpa_dev_add_for_missing_devices_and_down_deletes_them(lab: Lab, tmp_pa
         }
     )
     newer = lab.model_copy(update={"vdpa": vdpa})
-    listing = "vdpa1: type network mgmtdev pci/0000:07:01.2 vendor_id 5555 max_vqs 16 max_vq_size 256\n"
+    # `vdpa -j dev show` as the vDPA lab VM recorded it (13_vdpa_lab_vm), for an mlx5 VF's device
+    listing = (RECORDED / "13_vdpa_lab_vm" / "vdpa-j-dev-show-two-vduse-json.txt").read_text()
+    second = ',"vdpa1":{"type":"network","mgmtdev":"vduse","vendor_id":0,"max_vqs":2,"max_vq_size":1024}'
+    listing = listing.replace(second, "").replace('"vdpa0"', '"vdpa1"').replace('"vduse"', '"pci/0000:07:01.2"')
+    assert '"vdpa1":{"type":"network","mgmtdev":"pci/0000:07:01.2"' in listing
     host = ScriptedHost.from_pairs(
         [
             ("lsmod", (SEED / "lsmod-grep-vd-after-modprobe.txt").read_text()),
-            ("vdpa dev show", listing),
+            ("vdpa -j dev show", listing),
             ("vdpa dev add name vdpa0 mgmtdev pci/0000:07:00.2 mac 00:11:22:33:44:00", ""),
             # the new device binds to the lab's bus driver only, whichever vdpa driver was loaded first
             ("sh -c 'echo vhost_vdpa > /sys/bus/vdpa/devices/vdpa0/driver_override'", ""),
@@ -208,7 +212,7 @@ def test_vdpa_dev_add_for_missing_devices_and_down_deletes_them(lab: Lab, tmp_pa
     assert layer.up() is True
     host.assert_done()
     assert commands(layer.down_plan()) == ["vdpa dev del vdpa0"]  # vdpa1 was there already; the module too
-    wrong = ScriptedHost.from_pairs([("lsmod", ""), ("vdpa dev show", listing.replace("07:01.2", "07:00.2"))])
+    wrong = ScriptedHost.from_pairs([("lsmod", ""), ("vdpa -j dev show", listing.replace("07:01.2", "07:00.2"))])
     with pytest.raises(
         LayerError, match=r"vDPA device vdpa1 exists on pci/0000:07:00\.2, the lab wants pci/0000:07:01\.2"
     ):

@@ -41,7 +41,7 @@ class VdpaState:
 
 
 def vdpa_devices(text: str) -> dict[str, str]:
-    """``vdpa dev show`` -> {name: mgmtdev}; no output means no devices."""
+    """``vdpa -j dev show`` (or its text) -> {name: mgmtdev}; no output, or ``{"dev":{}}``, means no devices."""
     if not text.strip():
         return {}
     return {name: dev.mgmtdev or "" for name, dev in parse_vdpa_dev(text).devs.items()}
@@ -96,7 +96,9 @@ class Vdpa(Layer):
         modules = frozenset(_text.lsmod_modules(self.read_ok(["lsmod"], what="lsmod")))
         devices: dict[str, str] | None = None
         if self.lab.vdpa.create == "vdpa-dev-add":
-            devices = vdpa_devices(self.read_ok(["vdpa", "dev", "show"], what="vdpa dev show"))
+            devices = vdpa_devices(
+                self.read_json_ok(["vdpa", "-j", "dev", "show"], ["vdpa", "dev", "show"], what="vdpa dev show")
+            )
         return VdpaState(modules, devices)
 
     def fresh_state(self) -> VdpaState:
