@@ -27,6 +27,7 @@ vdpa-tests: setup
 
 test: setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 	$(PYTEST) selftest
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi
@@ -38,6 +39,6 @@ bench-suite: setup
 lint: setup
 	.venv/bin/ruff check .
 
-# not yet part of `make test`: mypy still reports errors in vdpalab/ and fixtures/ (issue 14 item 8)
+# also the second step of `make test` (settings in pyproject.toml [tool.mypy])
 typecheck: setup
 	.venv/bin/mypy
