@@ -29,12 +29,14 @@ test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 	$(PYTEST) selftest
+	$(PYTEST) benchmarks/test_python_speed.py
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa.toml
 
 bench-suite: setup
 	.venv/bin/python -m benchmarks.suite
+	$(PYTEST) benchmarks/test_python_speed.py
 
 lint: setup
 	.venv/bin/ruff check .
