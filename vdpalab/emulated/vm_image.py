@@ -297,10 +297,11 @@ def load_vm_image(image_dir: Path) -> VmImage | None:
         data = json.loads((image_dir / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    files = [image_dir / n for n in ("vmlinuz", "initrd.img", "root.ext4")]
+    kernel, initrd, root = files = [image_dir / n for n in ("vmlinuz", "initrd.img", "root.ext4")]
     if not all(f.is_file() for f in files):
         return None
-    return VmImage(image_dir, *files, data["key_hash"], data["kernel_release"], data["host_key"], data["versions"])
+    return VmImage(image_dir, kernel, initrd, root, data["key_hash"], data["kernel_release"], data["host_key"],
+                   data["versions"])
 
 
 def _configure(tree: Path, release: str) -> None:

@@ -147,7 +147,7 @@ class Layer(ABC):
     """
 
     name: ClassVar[str]
-    requires: ClassVar[tuple[str, ...]] = ()
+    requires: tuple[str, ...] = ()  # an instance may add to it from its lab file (vdpa with VDUSE needs ovs)
 
     def __init__(self, ctx: LayerContext) -> None:
         self.ctx = ctx

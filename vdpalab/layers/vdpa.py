@@ -233,7 +233,8 @@ class Vdpa(Layer):
         for dev in reversed(self.devices):
             if self.journal.get(f"added:{dev.name}"):
                 out.append(self.planned(["vdpa", "dev", "del", dev.name], "delete the device up added"))
-        loaded = sorted((k for k in self.journal.entries if k.startswith("loaded:")), key=self.journal.entries.get)
+        entries = self.journal.entries
+        loaded = sorted((k for k in entries if k.startswith("loaded:")), key=lambda k: entries[k])
         legacy = self.journal.get("loaded_module")  # journals written before several modules could be loaded
         for module in reversed([k.split(":", 1)[1] for k in loaded] + ([legacy] if legacy else [])):
             out.append(self.planned(["modprobe", "-r", module], "unload the module up loaded"))
