@@ -172,6 +172,8 @@ class Ovs(Layer):
 
     # --- probe / plan ---
     def probe(self) -> OvsState:
+        """Still text (``get`` and ``show`` have no JSON; ``ovs-vsctl --format=json list`` of the tables would,
+        and is not done yet): the recorded seed and emulated outputs cover both parsers."""
         result = self.read(GET_OTHER_CONFIG)
         if not result.ok:
             return OvsState(False, error=(result.stderr.strip() or result.stdout.strip())[:300])

@@ -53,7 +53,9 @@ class CounterError(HostError):
 
 
 def dump_ports_argv(bridge: str) -> list[str]:
-    """Names (not port numbers) in the output: ovs-ofctl prints names only to a terminal unless asked."""
+    """Names (not port numbers) in the output: ovs-ofctl prints names only to a terminal unless asked.
+
+    Text, not JSON: ``ovs-ofctl dump-ports`` has no JSON output in any OVS version (3.5 included)."""
     return ["ovs-ofctl", "--names", "-O", "OpenFlow14", "dump-ports", bridge]
 
 
