@@ -102,6 +102,9 @@ class SSHSettings(Model):
     connect_timeout_s: PositiveFloat = 10.0
     command_timeout_s: PositiveFloat = 120.0
     keepalive_s: Annotated[float, Field(ge=0)] = 15.0
+    # a guest whose sshd is reachable only from the lab host (a VM's port forward on its loopback): the TCP
+    # connection is a channel of the lab host's SSH connection (``ssh -J`` without a second process)
+    via_lab_host: bool = False
 
 
 class HostSettings(SSHSettings):
@@ -305,6 +308,9 @@ class VmGuest(GuestBase):
     # guest RAM: None = QEMU's own RAM for vhost-vdpa (the seed), a hugetlbfs file for vhost-user; "memfd" = a
     # shared memfd (vhost-user without hugepages), "file" = a file in hugepages.mount, "none" = QEMU's own RAM
     memory_backend: Literal["memfd", "file", "none"] | None = None
+    # the data NIC's device offers no MAC (a VDUSE device has no VIRTIO_NET_F_MAC, so the guest's driver makes up
+    # a random one): the guests layer sets the lab's MAC inside the guest, as it does for namespace guests
+    set_mac: bool = False
     # where the guests layer keeps console log, pidfile and QMP socket on the lab host (default /run/vdpalab/LAB)
     runtime_dir: str | None = None
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ from typing import Any
 from filelock import FileLock
 from pyroute2 import netns as pr_netns
 
-from vdpalab.config import Lab, VdpaNetnsGuest
+from vdpalab.config import Lab, LibvirtGuest, VdpaNetnsGuest, VmGuest
 from vdpalab.emulated.daemons import kill_and_wait, netns_inode, pids_in_netns
 from vdpalab.emulated.guest_image import generate_ssh_keypair
 from vdpalab.emulated.netns_lab import _restore_run_netns, _run_netns_state, ipr_in
@@ -39,6 +41,27 @@ from vdpalab.hosts.netns import connect_tcp
 from vdpalab.qemu import QemuProcess, QemuSpec
 
 RECORD = "vdpa-vm.json"
+#: what libvirt's maintainer scripts would have done in the lab VM (its packages are only unpacked)
+LIBVIRTD_SETUP = """set -e
+grep -q '^libvirt-qemu:' /etc/passwd ||\
+  echo 'libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin' >> /etc/passwd
+grep -q '^libvirt-qemu:' /etc/group || echo 'libvirt-qemu:x:64055:' >> /etc/group
+grep -q '^libvirt:' /etc/group || echo 'libvirt:x:64056:' >> /etc/group
+grep -q '^kvm:' /etc/group || echo 'kvm:x:64057:' >> /etc/group
+cat > /etc/libvirt/qemu.conf <<'EOF'
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+namespaces = [ ]
+cgroup_controllers = [ ]
+stdio_handler = "file"
+EOF
+mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt/qemu /run/libvirt
+[ -e /var/run/libvirt ] || ln -s /run/libvirt /var/run/libvirt
+export LIBVIRT_LOG_OUTPUTS="1:file:/var/log/libvirt/libvirtd.log"
+set +e"""
 Log = Callable[[str], None]
 
 
@@ -209,6 +232,8 @@ class VdpaVmLab:
                 report.changed += self._drop_journals()
                 report.changed.append(self._boot(image, report))
             report.changed += self._ensure_cable()
+            report.changed += self._ensure_guest_image()
+            report.changed += self._ensure_libvirtd()
             report.probe = self.probe()
             if not report.probe.ok:
                 raise LabStateError(f"lab {self.lab.lab.name}: " + "; ".join(report.probe.problems))
@@ -263,6 +288,80 @@ class VdpaVmLab:
             host.close()
         return [f"connected {a} == {b} (veth) in the lab VM"]
 
+    def vm_guests(self) -> list[VmGuest]:
+        """The seed's VMs (kind qemu/libvirt) that run inside the lab VM from the guest image."""
+        return [g for g in self.lab.guest if isinstance(g, VmGuest) and g.kernel]
+
+    def _ensure_guest_image(self) -> list[str]:
+        """The nested VMs' disk, as a real host has its guests' images: the small guest image (built from Debian
+        packages, cached) copied into the lab VM at each guest's ``kernel``/``initrd``; its host key pinned in the
+        guests' known_hosts."""
+        guests = self.vm_guests()
+        if not guests:
+            return []
+        from vdpalab.emulated.guest_image import build_guest_image
+        from vdpalab.hosts.factory import open_host
+
+        changed: list[str] = []
+        pubkey = " ".join(Path(f"{self.client_key}.pub").read_text().split())
+        image = build_guest_image(self.image_cache / "guest", pubkey=pubkey)
+        if image.built_now:
+            changed.append(f"built the guest image {image.key_hash[:12]} in {self.image_cache / 'guest'}")
+        files = {(g.kernel, image.kernel) for g in guests} | {(g.initrd, image.initrd) for g in guests if g.initrd}
+        host = open_host(self.lab)
+        try:
+            for remote, local in sorted((str(r), loc) for r, loc in files):
+                stamp = f"{remote}.vdpalab-image"
+                have = host.run(["cat", stamp], timeout=30)
+                if have.ok and have.stdout.strip() == image.key_hash:
+                    continue
+                host.run(["mkdir", "-p", posixpath.dirname(remote)], timeout=30)
+                host.put(str(local), remote)
+                host.run(["sh", "-c", f"echo {image.key_hash} > {shlex.quote(stamp)}"], timeout=30)
+                changed.append(f"copied the guest image's {posixpath.basename(remote)} into the lab VM: {remote}")
+        finally:
+            host.close()
+        for guest in guests:
+            path = self.lab.resolve(guest.ssh.known_hosts)
+            if path is None:
+                continue
+            where = guest.ssh.address if guest.ssh.port == 22 else f"[{guest.ssh.address}]:{guest.ssh.port}"
+            line = f"{where} {image.host_key}\n"
+            old = path.read_text() if path.is_file() else ""
+            if line not in old.splitlines(keepends=True):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(old + line)
+        return changed
+
+    def _ensure_libvirtd(self, timeout_s: float = 120.0) -> list[str]:
+        """libvirtd running in the lab VM when a guest is a libvirt domain (a real host runs it as a service).
+
+        The packages are unpacked, not configured, so this does what their maintainer scripts would: the users
+        and groups libvirt's QEMU driver resolves at start (``libvirt-qemu``), a ``qemu.conf`` for a VM without
+        cgroups, namespaces or a security driver, ``/var/run/libvirt`` (virsh's path) on ``/run/libvirt``."""
+        if not any(isinstance(g, LibvirtGuest) for g in self.lab.guest):
+            return []
+        from vdpalab.hosts.factory import open_host
+
+        host = open_host(self.lab)
+        try:
+            if host.run(["virsh", "-c", "qemu:///system", "version"], timeout=60).ok:
+                return []
+            script = LIBVIRTD_SETUP + f"""
+(/usr/sbin/libvirtd > /var/log/libvirt/libvirtd.out 2>&1 &)
+for i in $(seq {int(timeout_s)}); do virsh -c qemu:///system version >/dev/null 2>&1 && exit 0; sleep 1; done
+tail -n 20 /var/log/libvirt/libvirtd.log /var/log/libvirt/libvirtd.out; exit 1
+"""
+            result = host.run(["sh", "-c", script], timeout=timeout_s + 60)
+            if not result.ok:
+                raise LabStateError(
+                    f"lab VM: libvirtd did not answer `virsh version` within {timeout_s:g} s; its log:\n"
+                    + result.stdout[-2000:]
+                )
+        finally:
+            host.close()
+        return ["started libvirtd in the lab VM"]
+
     def _write_record(self) -> None:
         path = self.state_dir / RECORD
         if path.exists():
@@ -283,6 +382,8 @@ class VdpaVmLab:
         text = "\n".join(lines) + "\n"
         for guest in self.lab.guest:
             path = self.lab.resolve(guest.ssh.known_hosts)
+            if not isinstance(guest, VdpaNetnsGuest):
+                continue  # a nested VM has its own host key (_ensure_guest_image)
             if path is not None and path != self.known_hosts:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)

@@ -73,6 +73,11 @@ def console_markers(ctx: GuestContext, log: str) -> str | None:
 class VmDriver(GuestDriverBase):
     """A VM on the lab host: its files live in its runtime dir, its serial console goes to ``NAME.console.log``."""
 
+    @property
+    def sets_mac(self) -> bool:  # type: ignore[override]
+        """A VM's NIC has its MAC from the device, unless the lab says the device offers none (``set_mac``)."""
+        return bool(self.guest.set_mac)
+
     def runtime_dir(self) -> str | None:
         return guest_runtime_dir(self.lab, self.guest)
 

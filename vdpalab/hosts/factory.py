@@ -23,7 +23,9 @@ def _path(lab: Lab, value: str | None) -> str | None:
 
 
 def ssh_host(lab: Lab, name: str, settings: SSHSettings, *, sudo: bool = False) -> SSHHost:
-    """An SSHHost for one machine of the lab (paths in the lab file are relative to it)."""
+    """An SSHHost for one machine of the lab (paths in the lab file are relative to it); ``via_lab_host`` gives it
+    its own connection to the lab host to tunnel through (closed with it)."""
+    via = ssh_host(lab, lab.host.name, lab.host) if settings.via_lab_host else None
     return SSHHost(
         name,
         settings.address,
@@ -39,6 +41,7 @@ def ssh_host(lab: Lab, name: str, settings: SSHSettings, *, sudo: bool = False) 
         host_key_policy=settings.host_key_policy,
         known_hosts=_path(lab, settings.known_hosts),
         sudo=sudo,
+        via=via,
     )
 
 

@@ -121,12 +121,13 @@ class SSHHost(Host):
         known_hosts: str | None = None,
         sudo: bool = False,
         max_sessions: int = 8,
+        via: SSHHost | None = None,
     ) -> None:
         super().__init__(name, command_timeout, sudo=sudo)
         if host_key_policy not in _POLICIES:
             raise ValueError(f"{name}: host_key_policy must be one of {_POLICIES}, not {host_key_policy!r}")
-        if proxy_command and netns:
-            raise ValueError(f"{name}: proxy_command and netns cannot be combined")
+        if sum(map(bool, (proxy_command, netns, via))) > 1:
+            raise ValueError(f"{name}: proxy_command, netns and via cannot be combined")
         if max_sessions < 1:
             raise ValueError(f"{name}: max_sessions must be >= 1")
         self.address = address
@@ -136,6 +137,7 @@ class SSHHost(Host):
         self.password_env = password_env
         self.proxy_command = proxy_command
         self.netns = netns
+        self.via = via  # another host whose SSH connection carries ours (a direct-tcpip channel, as ssh -J)
         self.connect_timeout = connect_timeout
         self.connect_retries = max(1, connect_retries)
         self.keepalive = keepalive
@@ -155,7 +157,7 @@ class SSHHost(Host):
         self._sftp_transport: paramiko.Transport | None = None
 
     def __repr__(self) -> str:
-        where = f" netns={self.netns}" if self.netns else ""
+        where = f" netns={self.netns}" if self.netns else (f" via {self.via.name}" if self.via else "")
         return f"<SSHHost {self.name} {self.user}@{self.address}:{self.port}{where}>"
 
     def needs_sudo(self) -> bool:
@@ -178,7 +180,16 @@ class SSHHost(Host):
             self._client, self._transport = self._open()
             return self._transport
 
-    def _open_sock(self, timeout: float) -> socket.socket | paramiko.ProxyCommand:
+    def tunnel(self, address: str, port: int, timeout: float) -> paramiko.Channel:
+        """A TCP connection from this host to ``address:port`` (its sshd's direct-tcpip), for a host behind it."""
+        try:
+            return self.connect().open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise OSError(f"{self.name} cannot reach {address}:{port}: {exc}") from exc
+
+    def _open_sock(self, timeout: float) -> socket.socket | paramiko.ProxyCommand | paramiko.Channel:
+        if self.via is not None:
+            return self.via.tunnel(self.address, self.port, timeout)
         if self.proxy_command:
             command = (
                 self.proxy_command.replace("%h", self.address)
@@ -218,6 +229,7 @@ class SSHHost(Host):
     def _open(self) -> tuple[paramiko.SSHClient, paramiko.Transport]:
         password = self._password()
         where = f"{self.user}@{self.address}:{self.port}" + (f" in netns {self.netns}" if self.netns else "")
+        where += f" via {self.via.name}" if self.via else ""
         deadline = time.monotonic() + self.connect_timeout
         last = "no attempt made"
         attempts = 0
@@ -298,6 +310,8 @@ class SSHHost(Host):
                 self._sftp_transport = None
         with self._connect_lock:
             self._drop_locked()
+        if self.via is not None:
+            self.via.close()
 
     @staticmethod
     def serial_server(transport: paramiko.Transport) -> bool:
