@@ -354,3 +354,28 @@ def _kill_recorded(pid_file: str) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+@needs_sshd
+def test_a_host_behind_another_is_reached_through_its_ssh_connection(sshd: SshdServer) -> None:
+    """``via`` (the lab file's ``ssh.via_lab_host``): the guest's SSH runs inside a direct-tcpip channel of the lab
+    host's connection, so a port only the lab host can reach (a nested VM's forward on its loopback) is reachable;
+    closing the guest closes its private connection to the lab host; a closed port behind it is unreachable."""
+    jump = sshd.host("labhost")
+    behind = sshd.host("guest", via=jump)
+    try:
+        assert behind.check("echo behind").stdout == "behind\n"
+        assert jump.connected
+        # sshd sees the guest's connection coming from its own forwarding, not from the client's socket
+        assert _connection(behind).split()[0] == "127.0.0.1"
+        assert repr(behind).endswith("via labhost>")
+    finally:
+        behind.close()
+    assert not jump.connected
+    port = free_tcp_port()
+    nowhere = sshd.host("nowhere", port=port, via=sshd.host("labhost2"), connect_timeout=3)
+    with pytest.raises(HostUnreachable, match=f"127.0.0.1:{port} via labhost2"):
+        nowhere.run("true")
+    nowhere.close()
+    with pytest.raises(ValueError, match="cannot be combined"):
+        sshd.host("both", netns="x", via=jump)

@@ -650,6 +650,11 @@ class CrossFieldProblem(Exception):
 def cross_field_problems(lab: Lab) -> list[tuple[str, str]]:
     """Checks that need more than one field; each has its own message. Every problem is reported."""
     problems: list[tuple[str, str]] = []
+    if lab.host.via_lab_host:
+        problems.append(("host.via_lab_host", "only a guest can be reached through the lab host"))
+    for g, guest in enumerate(lab.guest):
+        if guest.ssh.via_lab_host and lab.host.address == "local":
+            problems.append((f"guest[{g}].ssh.via_lab_host", "the lab host is local: reach the guest directly"))
     pf_names = [pf.name for pf in lab.pf]
     known_ports = set(pf_names) | lab.representor_names
     for i, name in enumerate(pf_names):

@@ -1,0 +1,76 @@
+"""The emu-vdpa-seed lab file (the seed's QEMU guests nested in the vDPA lab VM on vhost_vdpa) says what the seed
+does: devices bound to vhost_vdpa by driver_override, each guest on its /dev/vhost-vdpa-N with the seed's QEMU
+command line, guest RAM a shared memfd (VDUSE hands vhost-vdpa's memory to OVS-DPDK by its file), guests reached
+through the lab host; the VM infrastructure copies the guest image only for those VMs and forwards no port for
+them; ``set_mac`` and ``via_lab_host`` behave and are refused where they make no sense."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from vdpalab.config import Lab, QemuGuest, load_lab
+from vdpalab.emulated.vdpa_vm_lab import LIBVIRTD_SETUP, VdpaVmLab
+from vdpalab.errors import LabConfigError
+from vdpalab.guests import driver_for
+from vdpalab.layers.base import LayerContext
+from vdpalab.layers.guests import Guests
+
+LAB = Path(__file__).resolve().parent.parent / "labs" / "emulated-vdpa-seed.toml"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Lab:
+    return load_lab(LAB)
+
+
+def test_devices_bind_to_vhost_vdpa_and_each_guest_uses_its_chardev(lab: Lab) -> None:
+    assert lab.lab.name == "emu-vdpa-seed" and lab.vdpa.bus_driver == "vhost_vdpa" and lab.vdpa.backend == "vduse"
+    chardevs = [d.chardev for d in lab.vdpa.devices]
+    assert [g.vdpa_device for g in lab.guest] == chardevs == ["/dev/vhost-vdpa-0", "/dev/vhost-vdpa-1"]
+    assert {"qemu-system-x86", "libvirt-daemon", "libvirt-clients"} <= set(lab.emulated.vm.extra_packages)
+
+
+def test_the_guests_run_the_seeds_qemu_command_line(lab: Lab, tmp_path: Path) -> None:
+    guest = lab.guest[0]
+    assert isinstance(guest, QemuGuest)
+    argv = shlex.split(Guests(LayerContext(lab=lab, hosts={}, state_dir=tmp_path)).driver(guest).command())
+    joined = " ".join(argv)
+    assert "-netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=vhost-vdpa0" in joined
+    device = argv[argv.index("-device", argv.index("type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=vhost-vdpa0")) + 1]
+    assert device == "virtio-net-pci,netdev=vhost-vdpa0,page-per-vq=on,iommu_platform=on,disable-legacy=on"
+    assert "memory-backend-memfd,id=mem,size=256M,share=on" in argv
+    assert argv[argv.index("-serial") + 1].endswith("c77g153.console.log")
+    assert argv[argv.index("-qmp") + 1].startswith("unix:") and "-daemonize" in argv
+    assert "hostfwd=tcp:127.0.0.1:2153-:22" in joined  # the VM's loopback: reached through the lab host
+
+
+def test_the_vm_infrastructure_serves_the_nested_guests(lab: Lab) -> None:
+    infra = VdpaVmLab(lab)
+    assert infra.forwards() == [(2256, 22)]  # the lab VM's sshd only: the guests are reached through it
+    assert [g.name for g in infra.vm_guests()] == ["c77g153", "c77g159"]
+    assert all(g.ssh.via_lab_host for g in lab.guest)
+    # libvirtd needs the users its QEMU driver resolves at start, and virsh's socket path
+    assert "libvirt-qemu:x:" in LIBVIRTD_SETUP and "/var/run/libvirt" in LIBVIRTD_SETUP
+
+
+def test_set_mac_lets_the_layer_set_the_mac_of_a_vm(lab: Lab) -> None:
+    guest = lab.guest[0]
+    assert driver_for(guest).sets_mac is True
+    assert driver_for(guest.model_copy(update={"set_mac": False})).sets_mac is False
+
+
+def test_via_lab_host_is_refused_where_it_makes_no_sense(tmp_path: Path) -> None:
+    text = LAB.read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        text.replace(
+            "connect_timeout_s = 20\ncommand_timeout_s = 180",
+            "connect_timeout_s = 20\ncommand_timeout_s = 180\nvia_lab_host = true",
+            1,
+        )
+    )
+    with pytest.raises(LabConfigError, match=r"host\.via_lab_host: only a guest"):
+        load_lab(bad)
