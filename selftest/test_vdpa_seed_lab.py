@@ -74,3 +74,10 @@ def test_via_lab_host_is_refused_where_it_makes_no_sense(tmp_path: Path) -> None
     )
     with pytest.raises(LabConfigError, match=r"host\.via_lab_host: only a guest"):
         load_lab(bad)
+
+
+def test_a_guest_naming_its_chardev_finds_its_vdpa_device(lab: Lab) -> None:
+    """The evidence test keys the OVS port and the guest's counters by device name; a VM guest gives the chardev."""
+    assert [lab.vdpa_device_name(g.vdpa_device) for g in lab.guest] == ["vdpa0", "vdpa1"]
+    assert lab.vdpa_device_name("vdpa1") == "vdpa1"
+    assert lab.vdpa_device_name("/dev/vhost-vdpa-7") == "/dev/vhost-vdpa-7"

@@ -69,7 +69,8 @@ def test_vdpa_evidence(lab: Lab, vdpa_layer, lab_host: Host, guests: GuestPair, 
         log_unparsed = list(log.unparsed)
         log_text = f"$ {log.command}"
     fallback = needs_vstats(devices, events)
-    users = {g.settings.vdpa_device: g for g in (guests.a, guests.b) if getattr(g.settings, "vdpa_device", None)}
+    users = {lab.vdpa_device_name(g.settings.vdpa_device): g for g in (guests.a, guests.b)
+             if getattr(g.settings, "vdpa_device", None)}  # by device name (a VM guest may name its chardev)
     ports_before = {n: read_port_facts(lab_host, g.settings.representor) for n, g in users.items()
                     if g.settings.representor}
     sent_before = {n: guest_tx_packets(g.host, g.settings.interface) for n, g in users.items()}

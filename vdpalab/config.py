@@ -610,6 +610,11 @@ class Lab(Model):
     def guest_by_name(self, name: str) -> GuestBase | None:
         return next((g for g in self.guest if g.name == name), None)
 
+    def vdpa_device_name(self, ref: str) -> str:
+        """The [[vdpa.devices]] name a guest's ``vdpa_device`` means (it may give the chardev), else ``ref``."""
+        dev = _vdpa_device_of(self, ref)
+        return dev.name if dev is not None else ref
+
     @property
     def state_dir(self) -> Path:
         """Where the lab keeps journals, keys and session files: ``[emulated] state_dir``, else ``.state/NAME``."""
