@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTEST := scripts/pytest-expecting-tests
 LAB ?= lab.toml
 
-.PHONY: setup datapath test selftest lab-tests qemu-tests vdpa-tests bench-suite lint typecheck clean-state
+.PHONY: setup datapath test selftest lab-tests qemu-tests vdpa-tests seed-tests bench-suite lint typecheck clean-state
 
 setup:
 	@scripts/setup.sh
@@ -21,6 +21,9 @@ lab-tests: setup
 
 qemu-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml
+
+seed-tests: setup
+	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa-seed.toml
 
 vdpa-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa.toml
