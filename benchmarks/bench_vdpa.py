@@ -69,6 +69,21 @@ def _results(reports: Path) -> list[dict[str, str]]:
     return rows
 
 
+def run_rows(what: str, proc: subprocess.CompletedProcess[str], wall: float, target_s: float, reports: Path,
+             through: str) -> list[Row]:
+    """The pytest run's wall time and outcome, and the ping rtt / TCP figures of its results.csv."""
+    summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= ")
+    status = "" if proc.returncode == 0 else f", FAILED rc={proc.returncode}"
+    rows: list[Row] = [(f"{what} bringup+datapath run ({summary}{status})", wall, "s", f"< {target_s:g} s")]
+    for row in _results(reports):
+        case = row["test_id"].split("[")[-1].rstrip("]")
+        if row["metric"] == "rtt_avg_ms" and "flood_ping" in row["test_id"]:
+            rows.append((f"ping rtt avg through {through} ({case})", float(row["value"]), "ms", ""))
+        if row["metric"] == "throughput_gbps" and "tcp_throughput" in row["test_id"]:
+            rows.append((f"TCP through {through} ({case})", float(row["value"]), "Gbit/s", ""))
+    return rows
+
+
 def bench_vdpa(lab_file: str | Path = ROOT / "labs" / "emulated-vdpa.toml", first_build: bool = True) -> list[Row]:
     """Rows ``(measurement, value, unit, target)``; a failed run is reported in the row's name, never raised."""
     if os.geteuid() != 0:
@@ -96,17 +111,7 @@ def bench_vdpa(lab_file: str | Path = ROOT / "labs" / "emulated-vdpa.toml", firs
              str(reports), "-p", "no:cacheprovider", "-q", "tests_bringup", "tests_datapath"],
             cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False,
         )
-        wall = time.monotonic() - started
-        summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= ")
-        status = "" if proc.returncode == 0 else f", FAILED rc={proc.returncode}"
-        rows.append((f"emulated-vdpa bringup+datapath run ({summary}{status})", wall, "s", f"< {RUN_TARGET_S:g} s"))
-        for row in _results(reports):
-            if row["metric"] == "rtt_avg_ms" and "flood_ping" in row["test_id"]:
-                rows.append((f"flood ping rtt avg through VDUSE ({row['test_id'].split('[')[-1].rstrip(']')})",
-                             float(row["value"]), "ms", ""))
-            if row["metric"] == "throughput_gbps" and "tcp_throughput" in row["test_id"]:
-                rows.append((f"TCP through VDUSE ({row['test_id'].split('[')[-1].rstrip(']')})",
-                             float(row["value"]), "Gbit/s", ""))
+        rows += run_rows("emulated-vdpa", proc, time.monotonic() - started, RUN_TARGET_S, reports, "VDUSE")
         return rows
     finally:
         try:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_vdpa import Row, _results  # noqa: E402
+from benchmarks.bench_vdpa import Row, run_rows  # noqa: E402
 
 LAB = ROOT / "labs" / "emulated-vdpa-seed.toml"
 RUN_TARGET_S = 900.0
@@ -49,19 +49,11 @@ def bench_vdpa_seed(lab_file: str | Path = LAB) -> list[Row]:
         cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False,
     )  # fmt: skip
     wall = time.monotonic() - started
-    rows: list[Row] = []
-    for guest, seconds in boot_times(proc.stdout + proc.stderr).items():
-        rows.append((f"nested guest {guest}: start to SSH (nested TCG)", seconds, "s", ""))
-    summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= ")
-    status = "" if proc.returncode == 0 else f", FAILED rc={proc.returncode}"
-    rows.append((f"emu-vdpa-seed bringup+datapath run ({summary}{status})", wall, "s", f"< {RUN_TARGET_S:g} s"))
-    for row in _results(reports):
-        if row["metric"] == "rtt_avg_ms" and "ping" in row["test_id"]:
-            rows.append((f"ping rtt avg guest to guest over vhost_vdpa ({row['test_id'].split('[')[-1].rstrip(']')})",
-                         float(row["value"]), "ms", ""))  # fmt: skip
-        if row["metric"] == "throughput_gbps" and "tcp_throughput" in row["test_id"]:
-            rows.append((f"TCP over vhost_vdpa ({row['test_id'].split('[')[-1].rstrip(']')})",
-                         float(row["value"]) * 1000, "Mbit/s", ""))  # fmt: skip
+    rows: list[Row] = [
+        (f"nested guest {guest}: start to SSH (nested TCG)", seconds, "s", "")
+        for guest, seconds in boot_times(proc.stdout + proc.stderr).items()
+    ]
+    rows += run_rows("emu-vdpa-seed", proc, wall, RUN_TARGET_S, reports, "vhost_vdpa + VDUSE (nested guests)")
     return rows
 
 
