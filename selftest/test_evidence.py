@@ -361,7 +361,8 @@ def test_datapath_evidence_test_uses_the_kernel_log_on_the_seeds_lab() -> None:
     record = _Recorder()
     marker = LogMarker("journal", "s=1;i=1", "c83g155")
     _evidence_test()(lab, _Session(), host, guests, marker, record)
-    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log+vdpa-bus"}) in record.metrics
+    # the guests name their chardevs (/dev/vhost-vdpa-N): their OVS ports count too (they were missed before)
+    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log+ovs-port+vdpa-bus"}) in record.metrics
     assert "vDPA evidence from kernel-log (log since journal cursor s=1;i=1)" in record.attachments["vdpa evidence"]
     assert not any("vstats" in c for c in host.calls)  # no fallback needed
     assert "--after-cursor='s=1;i=1'" in host.calls[0]
@@ -383,7 +384,7 @@ def test_datapath_evidence_test_falls_back_to_vstats_and_says_so() -> None:
     host = _AnswerHost("c83g155", _bus(answers))
     record = _Recorder()
     _evidence_test()(lab, _Session(), host, guests, None, record)
-    assert ("vdpa_evidence_ok", 1.0, {"evidence": "vdpa-bus+vstats"}) in record.metrics
+    assert ("vdpa_evidence_ok", 1.0, {"evidence": "ovs-port+vdpa-bus+vstats"}) in record.metrics
     deltas = [m for m in record.metrics if m[0] == "vq_completed_desc_delta"]
     assert len(deltas) == 4 and all(m[1] == 1000 for m in deltas)
     # no session marker: the test takes its own first (before its traffic), never reads the whole log
@@ -432,7 +433,7 @@ def test_the_evidence_test_judges_a_log_with_an_unexpected_line() -> None:
     host = _AnswerHost("c83g155", _bus({"journalctl -k": odd + SEED_LOG + AMD_PSTATE, "ovs-vswitchd.log": ""}))
     record = _Recorder()
     _evidence_test()(lab, _Session(), host, guests, LogMarker("journal", "c", "h"), record)
-    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log+vdpa-bus"}) in record.metrics
+    assert ("vdpa_evidence_ok", 1.0, {"evidence": "kernel-log+ovs-port+vdpa-bus"}) in record.metrics
     kept = record.attachments["kernel log: lines not understood (kept, not judged)"]
     assert kept == "line 1: this line is in no log format at all (a wrapper's banner)"
 
