@@ -15,11 +15,13 @@ import math
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from vdpalab.config import load_lab
 from vdpalab.history.change import classify_change
 from vdpalab.history.compare import compare_results
 from vdpalab.history.store import HistoryStore
@@ -237,6 +239,20 @@ def test_compare_command_versions_first_then_metrics_within_noise(history, tmp_p
     assert "within noise" in tcp and "±8% lab tolerance" in tcp
     frame = pd.read_csv(next((tmp_path / "cmp").glob("*.csv")))
     assert all(label.startswith(metric) for label, metric in zip(frame["label"], frame["metric"], strict=True))
+
+
+def test_compare_takes_the_noise_bands_from_the_lab_file_run_b_was_run_with(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    with HistoryStore(url) as store:
+        for k, tcp in enumerate((1.0, 0.9335)):
+            run = make_run(f"2026010{k + 1}-000000-emu-{k:06x}", T0 + k * DAY, tcp=tcp, rtt=0.1)
+            store.import_run(replace(run, pytest_args=("-m", "datapath", "--lab", "lab.toml")))
+    proc = _vdpalab("compare", "latest~1", "latest", "--db", url, "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    assert "noise bands: lab.toml (the --lab of run B)" in proc.stdout
+    tcp = next(line for line in proc.stdout.splitlines() if "test_tcp_throughput[emu-forward-P1]" in line)
+    band = load_lab(ROOT / "lab.toml").reports.noise_pct["throughput_gbps"]
+    assert "within noise" in tcp and f"±{band:g}% lab tolerance" in tcp, tcp
 
 
 def _trend_history(url: str) -> tuple[float, float]:

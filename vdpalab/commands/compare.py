@@ -2,6 +2,8 @@
 
 RUN_A is the reference. A difference is better/worse only beyond the measurement's noise
 (trial spread, else ``[reports] noise_pct`` of ``--lab-file``, else 5%): "within noise" otherwise.
+Without ``--lab-file`` the bands come from the lab file run B was run with (its ``--lab``, when it
+names one file that still exists here), so compare agrees with that run's terminal summary.
 Runs are named by id, unique prefix, ``latest`` or ``latest~N``.
 With ``--tolerance 'throughput_gbps:5%,ping_rtt_avg_ms:10%'`` the command judges B against
 A like ``pytest --baseline`` does and exits 1 when a metric is worse than tolerated.
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default=None, metavar="GLOB", help="only these metrics")
     p.add_argument("--lab-file", default=None, metavar="TOML",
                    help="take the per-metric noise tolerances from this lab file's [reports] noise_pct / "
-                        "default_noise_pct (default: 5%%)")
+                        "default_noise_pct (default: the lab file run B was run with, if it is here, else 5%%)")
     p.add_argument("--tolerance", default=None, metavar="SPEC",
                    help="judge B against A: 'metric:5%%,other:0.2' (relative or absolute, direction-aware)")
     p.set_defaults(handler=run)
@@ -49,14 +51,34 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
 
 
+def lab_file_of_run(store: HistoryStore, ref: str) -> str | None:
+    """The one lab file a run was started with (``--lab FILE`` in its pytest arguments), if it is readable here."""
+    args = list(store.load_run(store.resolve(ref)).pytest_args)
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--lab"]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--lab=")]
+    if len(files) != 1 or not Path(files[0]).is_file():
+        return None
+    try:
+        load_lab(files[0])
+    except Exception as exc:  # changed or broken since: the default bands, said so, rather than no comparison
+        print(f"noise bands: {files[0]} (the --lab of run B) does not load: {str(exc).splitlines()[0]}")
+        return None
+    return files[0]
+
+
 def run(args: argparse.Namespace) -> int:
     tolerances = parse_baseline_spec(args.tolerance)
     noise: dict[str, float] = {}
     default_noise = DEFAULT_NOISE_PCT
-    if args.lab_file:
-        settings = load_lab(args.lab_file).reports
-        noise, default_noise = dict(settings.noise_pct), settings.default_noise_pct
     with HistoryStore(args.db, create=False) as store:
+        lab_file = args.lab_file or lab_file_of_run(store, args.run_b)
+        if lab_file:
+            settings = load_lab(lab_file).reports
+            noise, default_noise = dict(settings.noise_pct), settings.default_noise_pct
+            how = "--lab-file" if args.lab_file else "the --lab of run B"
+            print(f"noise bands: {lab_file} ({how}) [reports] noise_pct, default ±{default_noise:g}%")
+        else:
+            print(f"noise bands: ±{default_noise:g}% default (run B names no lab file here; see --lab-file)")
         cmp = compare_runs(store, args.run_a, args.run_b, lab=args.lab, metric=args.metric, tolerances=tolerances,
                            noise_pct=noise, default_noise_pct=default_noise)
     print(format_comparison(cmp))
