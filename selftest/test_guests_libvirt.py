@@ -142,9 +142,11 @@ def test_restored_definition_compares_equal_and_the_edited_one_does_not() -> Non
 def test_the_suite_domain_is_what_libvirt_parsed(lab: Lab) -> None:
     guest = lab.guest[1]
     ours = suite_domain_xml(guest, files("c77g159"))
+    # since the recording the management NIC has a fixed slot: QEMU gave it slot 2, which a real libvirt 11.3 (in
+    # the emu-vdpa-seed lab VM) had given the vdpa interface: "PCI: slot 2 function 0 not available"
     assert ours == recorded("suite-domain-c77g159-input-xml.txt").replace(
         "/run/vdpalab/lab/c77g159.console.log", "/run/vdpalab/libvirt-both/c77g159.console.log"
-    )
+    ).replace(",romfile='/>", ",romfile=,addr=0x10'/>")
     theirs = recorded("virsh-dumpxml-inactive-c77g159-suite-defined-xml.txt")
     parsed = parse_libvirt_xml(theirs)
     assert (parsed.name, parsed.domain_type, parsed.memory_kib) == ("c77g159", "qemu", 256 * 1024)

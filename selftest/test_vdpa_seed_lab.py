@@ -81,3 +81,25 @@ def test_a_guest_naming_its_chardev_finds_its_vdpa_device(lab: Lab) -> None:
     assert [lab.vdpa_device_name(g.vdpa_device) for g in lab.guest] == ["vdpa0", "vdpa1"]
     assert lab.vdpa_device_name("vdpa1") == "vdpa1"
     assert lab.vdpa_device_name("/dev/vhost-vdpa-7") == "/dev/vhost-vdpa-7"
+
+
+def test_a_guest_that_exits_while_qmp_quits_it_is_not_signalled(lab: Lab, tmp_path: Path) -> None:
+    """Stopping a QEMU guest early in its boot: socat reports an error as QEMU closes the socket on its way out; the
+    guest is gone, so no SIGTERM follows (a real teardown failed on 'kill: No such process')."""
+    import re
+
+    from vdpalab.testing.scripted import ScriptedHost, ScriptStep
+
+    run = "/run/vdpalab/emu-vdpa-seed"
+    alive = f"qemu-system-x86_64 -name c77g153 -pidfile {run}/c77g153.pid -daemonize "
+    host = ScriptedHost.from_pairs([
+        ("tr '\\0' ' ' < /proc/457/cmdline", alive),
+        ScriptStep(re.compile(r".*qmp_capabilities.*quit.*socat - .*c77g153\.qmp"), rc=1, stderr="Connection reset"),
+        ScriptStep("tr '\\0' ' ' < /proc/457/cmdline", rc=1, stderr="No such file or directory"),
+        ScriptStep(re.compile(r".*kill -0 457.*"), rc=0),
+        (f"rm -f {run}/c77g153.pid {run}/c77g153.qmp", ""),
+    ])  # fmt: skip
+    layer = Guests(LayerContext(lab=lab, hosts={"host": host}, state_dir=tmp_path))
+    layer.journal.record("qemu:c77g153", 457)
+    layer.driver(lab.guest[0]).stop()
+    host.assert_done()  # exactly these commands: no kill -TERM / -KILL is scripted

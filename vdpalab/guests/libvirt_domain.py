@@ -35,6 +35,8 @@ QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 #: where libvirt's QEMU driver keeps a running domain's pidfile and QEMU's own log
 LIBVIRT_RUN_DIR = "/run/libvirt/qemu"
 LIBVIRT_LOG_DIR = "/var/log/libvirt/qemu"
+#: the management NIC's PCI slot in a domain the suite defines (after libvirt's own devices)
+MGMT_PCI_SLOT = "0x10"
 
 
 def quoteattr(value: str) -> str:
@@ -170,7 +172,8 @@ def suite_domain_xml(guest: LibvirtGuest, files: DomainFiles) -> str:
             "-netdev",
             f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{guest.mgmt_ssh_port}-:22",
             "-device",
-            f"virtio-net-pci,netdev=mgmt{mac},romfile=",
+            # a fixed slot: left to QEMU, it takes slot 2, which libvirt has given the vdpa interface
+            f"virtio-net-pci,netdev=mgmt{mac},romfile=,addr={MGMT_PCI_SLOT}",
         ]
     qemu_args += guest.extra_qemu_args
     ns = f" xmlns:qemu={quoteattr(QEMU_NS)}" if qemu_args else ""

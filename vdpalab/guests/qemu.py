@@ -197,7 +197,9 @@ class QemuDriver(VmDriver):
             return
         ctx = self.ctx
         if self.alive(pid):
-            if not ctx.execute([self.qmp_quit()])[0].ok:  # no socat, or QMP not answering: SIGTERM is the other way
+            # no socat, or QMP not answering: SIGTERM is the other way, unless QEMU exited anyway (socat reports
+            # an error when QEMU closes the socket on its way out of an early boot)
+            if not ctx.execute([self.qmp_quit()])[0].ok and self.alive(pid):
                 ctx.execute([ctx.planned(["kill", "-TERM", str(pid)], "QMP failed: SIGTERM")])
             if not ctx.execute([self.wait_gone(pid)])[0].ok and self.alive(pid):
                 ctx.execute([ctx.planned(["kill", "-KILL", str(pid)], "QEMU did not exit")])
