@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from vdpalab.errors import LabStateError
 
@@ -264,9 +265,7 @@ def _prepare_kernel(cache_dir: Path, kpkg: _KernelPackage) -> Path:
         (out / "kernel.json").write_text(
             json.dumps({"package": kpkg.name, "version": kpkg.version, "release": release, "modules": order}) + "\n"
         )
-        kernel_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(kernel_dir, ignore_errors=True)
-        os.rename(out, kernel_dir)
+        publish_build(out, kernel_dir)
         log.debug("guest image: kernel %s, modules %s", release, " ".join(order))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -605,9 +604,7 @@ def _build_image(
             "paths": paths,
         }
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        image_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(image_dir, ignore_errors=True)
-        os.rename(out, image_dir)
+        publish_build(out, image_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     image = _load_manifest(image_dir)
@@ -615,10 +612,25 @@ def _build_image(
     return image
 
 
-def _load_manifest(image_dir: Path) -> GuestImage | None:
+def publish_build(out: Path, final: Path) -> None:
+    """Put a finished build in place of ``final`` (a rename: a reader never sees half a build)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(out, final)
+
+
+def read_manifest(image_dir: Path) -> dict[str, Any] | None:
+    """The ``manifest.json`` of a built image, or None when there is none (or half of one)."""
     try:
         data = json.loads((image_dir / "manifest.json").read_text())
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _load_manifest(image_dir: Path) -> GuestImage | None:
+    data = read_manifest(image_dir)
+    if data is None:
         return None
     kernel, initrd = image_dir / "vmlinuz", image_dir / "initrd.img"
     if not (kernel.is_file() and initrd.is_file()):

@@ -44,6 +44,8 @@ from vdpalab.emulated.guest_image import (
     _index_modules,
     _read_module,
     modinfo_depends,
+    publish_build,
+    read_manifest,
 )
 from vdpalab.errors import LabStateError
 
@@ -282,9 +284,7 @@ def _build(
         "root_mb": size_mb,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    image_dir.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(image_dir, ignore_errors=True)
-    os.rename(out, image_dir)
+    publish_build(out, image_dir)
     image = load_vm_image(image_dir)
     if image is None:
         raise LabStateError(f"vm image: {image_dir} is incomplete right after the build")
@@ -293,9 +293,8 @@ def _build(
 
 def load_vm_image(image_dir: Path) -> VmImage | None:
     """The image in ``image_dir``, or None when it is absent or incomplete."""
-    try:
-        data = json.loads((image_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
+    data = read_manifest(image_dir)
+    if data is None:
         return None
     kernel, initrd, root = files = [image_dir / n for n in ("vmlinuz", "initrd.img", "root.ext4")]
     if not all(f.is_file() for f in files):
