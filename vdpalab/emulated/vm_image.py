@@ -24,8 +24,6 @@ so anything they need at run time beyond their files is started by the guest dri
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,13 +33,14 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vdpalab.emulated.guest_image import (
     _Cpio,
     _index_modules,
+    _locked,
     _read_module,
     modinfo_depends,
     publish_build,
@@ -470,13 +469,3 @@ esac
 def authkey_arg(public_key: str) -> str:
     """The kernel command line word that hands the lab's public key to the VM's boot script."""
     return "vdpalab.authkey=" + base64.b64encode((public_key.strip() + "\n").encode()).decode()
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
