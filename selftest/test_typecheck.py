@@ -1,8 +1,9 @@
 """The type check is a gate: mypy with the project's settings passes on vdpalab/ and fixtures/, `make test`
 runs it, and the same settings report a type error introduced into the library or the fixtures.
 
-The check runs on a copy of the tree with one wrong return type planted in each of the two packages:
-mypy must report exactly those two errors (the rest of the copy, i.e. today's tree, being clean).
+The check runs on a copy of the tree with one wrong return type planted in each of the two packages, plus an
+escape hatch without its error code and one that silences nothing: mypy must report exactly those four errors (the
+rest of the copy, i.e. today's tree, being clean), so a bare or stale ``# type: ignore`` cannot hide an error.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ PLANTED = (
     ("fixtures/lab_session.py",
      '\n\ndef _planted_error(config: pytest.Config) -> int:\n    return run_id_of(config)\n',
      r'Incompatible return value type \(got "str", expected "int"\)'),
+    ("vdpalab/parsers/_common.py",
+     '\n\n_PLANTED_BARE: int = "x"  # type: ignore\n',
+     r'"type: ignore" comment without error code'),
+    ("fixtures/lab_session.py",
+     '\n\n_PLANTED_UNUSED: int = 1  # type: ignore[assignment]\n',
+     r'Unused "type: ignore" comment'),
 )
 
 
@@ -49,16 +56,16 @@ def test_a_type_error_introduced_in_the_tree_is_reported(tmp_path: Path) -> None
     shutil.copy2(ROOT / "pyproject.toml", tree / "pyproject.toml")
     if (ROOT / ".mypy_cache").is_dir():  # `make test` ran mypy just before: only the planted files are rechecked
         shutil.copytree(ROOT / ".mypy_cache", tree / ".mypy_cache")
-    lines: dict[str, int] = {}
+    lines: list[int] = []
     for rel, text, _ in PLANTED:
         path = tree / rel
-        before = path.read_text()
-        path.write_text(before + text)
-        lines[rel] = len((before + text).splitlines())  # the planted return line is the file's last
+        after = path.read_text() + text
+        path.write_text(after)
+        lines.append(len(after.splitlines()))  # the planted line is the file's last (when planted)
     done = subprocess.run([sys.executable, "-m", "mypy"], cwd=tree, capture_output=True, text=True, timeout=600)
     out = done.stdout + done.stderr
     errors = [ln for ln in out.splitlines() if ": error: " in ln]
     assert done.returncode == 1, out
-    for rel, _, message in PLANTED:
-        assert any(ln.startswith(f"{rel}:{lines[rel]}: error: ") and re.search(message, ln) for ln in errors), out
+    for (rel, _, message), line in zip(PLANTED, lines, strict=True):
+        assert any(ln.startswith(f"{rel}:{line}: error: ") and re.search(message, ln) for ln in errors), out
     assert len(errors) == len(PLANTED), "the tree itself has type errors (run `make typecheck`):\n" + out

@@ -97,6 +97,7 @@ class VdpaVmLab:
         if em is None or em.flavour != "vdpa-vm" or em.vm is None:
             raise LabStateError(f"lab {lab.lab.name!r}: the vdpa-vm builder builds emulated labs of flavour 'vdpa-vm'")
         self.lab, self.vm, self.log = lab, em.vm, log or _quiet
+        self.prefix = em.prefix
         self.state_dir = lab.state_dir
         self.netns = em.host_netns or ""
         self.image_cache = Path(os.path.abspath(lab.resolve(em.image_cache) or DEFAULT_CACHE))
@@ -155,7 +156,7 @@ class VdpaVmLab:
                 "-netdev", f"user,id=mgmt,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=mgmt,romfile=",
             )  # fmt: skip
         return QemuSpec(
-            binary=self.vm.qemu_binary, name=f"{self.lab.emulated.prefix}-{self.lab.lab.name}-vm",  # type: ignore[union-attr]
+            binary=self.vm.qemu_binary, name=f"{self.prefix}-{self.lab.lab.name}-vm",
             accel=self.vm.accel, cpu=self.vm.cpu, smp=self.vm.vcpus, memory_mib=self.vm.memory_mib,
             kernel=kernel, initrd=initrd, append=append, serial_log=self.vm_dir / "console.log",
             pidfile=self.vm_dir / "qemu.pid", qmp_socket=self.vm_dir / "qmp.sock", extra_args=extra,

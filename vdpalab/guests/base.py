@@ -93,9 +93,13 @@ class GuestDriver(Protocol):
     """
 
     kind: ClassVar[str]
-    sets_mac: ClassVar[bool]  # the layer sets the lab's MAC on the interface (a VM's NIC has it from its device)
     runtime_files: ClassVar[str]  # what runtime_dir() holds (the plan's reason for its mkdir)
     guest: Any  # the kind's model (a GuestBase subclass)
+
+    @property
+    def sets_mac(self) -> bool:
+        """The layer sets the lab's MAC on the interface (a VM's NIC has it from its device)."""
+        ...
 
     def address(self) -> SSHSettings: ...
 
@@ -130,7 +134,6 @@ class GuestDriverBase:
     """Defaults for a guest the suite reaches over SSH and does not start (a netns guest is exactly this)."""
 
     kind: ClassVar[str] = ""
-    sets_mac: ClassVar[bool] = False
     runtime_files: ClassVar[str] = ""  # what runtime_dir() holds, for the plan's mkdir line
 
     def __init__(self, guest: GuestBase, ctx: GuestContext | None = None) -> None:
@@ -147,6 +150,10 @@ class GuestDriverBase:
     @property
     def lab(self) -> Lab:
         return self.ctx.lab
+
+    @property
+    def sets_mac(self) -> bool:
+        return False
 
     def address(self) -> SSHSettings:
         return self.guest.ssh

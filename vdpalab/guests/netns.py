@@ -13,7 +13,11 @@ from vdpalab.guests.base import GuestDriverBase, GuestNeeds
 
 class NetnsDriver(GuestDriverBase):
     kind: ClassVar[str] = "netns"
-    sets_mac: ClassVar[bool] = True
+
+    @property
+    def sets_mac(self) -> bool:
+        """A veth has a random MAC."""
+        return True
 
     def needs(self) -> GuestNeeds:
         return GuestNeeds(host_tools=("iperf3", "ping", "ip"))  # a namespace runs the host's own programs

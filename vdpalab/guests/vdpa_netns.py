@@ -16,20 +16,27 @@ namespace, then deletes the namespace: the netdev falls back to the host's names
 from __future__ import annotations
 
 import shlex
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from vdpalab.guests.base import GuestDriverBase, GuestNeeds, GuestRun
+from vdpalab.guests.base import GuestContext, GuestDriverBase, GuestNeeds, GuestRun
 from vdpalab.layers.base import PlannedCommand
+
+if TYPE_CHECKING:
+    from vdpalab.config import GuestBase
 
 SYS_VDPA_DEVICES = "/sys/bus/vdpa/devices"
 
 
 class VdpaNetnsDriver(GuestDriverBase):
     kind: ClassVar[str] = "vdpa-netns"
-    sets_mac: ClassVar[bool] = True
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    @property
+    def sets_mac(self) -> bool:
+        """A VDUSE device's netdev has a random MAC."""
+        return True
+
+    def __init__(self, guest: GuestBase, ctx: GuestContext | None = None) -> None:
+        super().__init__(guest, ctx)
         self.facts: dict[str, str] = {}
 
     @property

@@ -74,7 +74,7 @@ class VmDriver(GuestDriverBase):
     """A VM on the lab host: its files live in its runtime dir, its serial console goes to ``NAME.console.log``."""
 
     @property
-    def sets_mac(self) -> bool:  # type: ignore[override]
+    def sets_mac(self) -> bool:
         """A VM's NIC has its MAC from the device, unless the lab says the device offers none (``set_mac``)."""
         return bool(self.guest.set_mac)
 
