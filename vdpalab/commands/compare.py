@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vdpalab.config import load_lab
-from vdpalab.history.change import DEFAULT_NOISE_PCT
+from vdpalab.history.bands import bands_for_run
 from vdpalab.history.compare import compare_runs, format_comparison
 from vdpalab.history.store import HistoryStore
 from vdpalab.reports.charts import compare_chart
@@ -51,41 +50,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
 
 
-def lab_file_of_run(store: HistoryStore, ref: str, problems: list[str] | None = None) -> str | None:
-    """The one lab file a run was started with (``--lab FILE`` in its pytest arguments), if it loads here
-    (why not goes to ``problems``)."""
-    args = list(store.load_run(store.resolve(ref)).pytest_args)
-    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--lab"]
-    files += [a.split("=", 1)[1] for a in args if a.startswith("--lab=")]
-    if len(files) != 1 or not Path(files[0]).is_file():
-        return None
-    try:
-        load_lab(files[0])
-    except Exception as exc:  # changed or broken since: the default bands, said so, rather than no comparison
-        if problems is not None:
-            problems.append(f"{files[0]}, the --lab of run B, does not load: {str(exc).splitlines()[0]}")
-        return None
-    return files[0]
-
-
 def run(args: argparse.Namespace) -> int:
     tolerances = parse_baseline_spec(args.tolerance)
-    noise: dict[str, float] = {}
-    default_noise = DEFAULT_NOISE_PCT
     with HistoryStore(args.db, create=False) as store:
         store.resolve(args.run_a)  # an unknown run is one error line, before anything else is said
-        problems: list[str] = []
-        lab_file = args.lab_file or lab_file_of_run(store, args.run_b, problems)
-        if lab_file:
-            settings = load_lab(lab_file).reports
-            noise, default_noise = dict(settings.noise_pct), settings.default_noise_pct
-            how = "--lab-file" if args.lab_file else "the --lab of run B"
-            bands = f"noise bands: {lab_file} ({how}) [reports] noise_pct, default ±{default_noise:g}%"
-        else:
-            bands = (f"noise bands: ±{default_noise:g}% default ("
-                     f"{problems[0] if problems else 'run B names no lab file here'}; see --lab-file)")
+        noise, bands = bands_for_run(store, args.run_b, args.lab_file, who="run B")
         cmp = compare_runs(store, args.run_a, args.run_b, lab=args.lab, metric=args.metric, tolerances=tolerances,
-                           noise_pct=noise, default_noise_pct=default_noise)
+                           noise_pct=noise.pct, default_noise_pct=noise.default_pct)
     print(bands)
     print(format_comparison(cmp))
     out = Path(args.out)

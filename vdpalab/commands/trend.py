@@ -4,6 +4,11 @@ A nightly job runs it after the suite: exit status 1 when the newest group of an
 series is a regression (jumpavg, as FD.io CSIT) or its level is worse than the series'
 long-term best by more than ``--tolerance`` (default 5 %: a regression stays until the level
 recovers), 0 otherwise, 2 on errors. Every regressed series is named.
+
+A change inside the lab's own noise band for its metric (``[reports] noise_pct`` of ``--lab-file``,
+else of the lab file each lab's newest run was run with, else 5 %) is neither a regression nor a
+progression, as in ``vdpalab compare`` and the run's terminal summary; the command says which bands
+it used.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from vdpalab.history.bands import NoiseBands, bands_for_run
 from vdpalab.history.store import HistoryStore, display_url
 from vdpalab.history.trend import (
     DEFAULT_TOLERANCE,
@@ -50,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=_percent, default=DEFAULT_TOLERANCE, metavar="PCT",
                    help="how much worse than its long-term best (the best group average before the newest week) "
                         f"a series' newest level may be, e.g. 5%% or 2.5 (default {DEFAULT_TOLERANCE * 100:g}%%)")
+    p.add_argument("--lab-file", default=None, metavar="TOML",
+                   help="take the per-metric noise bands from this lab file's [reports] noise_pct / default_noise_pct "
+                        "(default: the lab file each lab's newest run was run with, if it is here, else 5%%)")
     p.add_argument("--out", default="reports/trend", metavar="DIR",
                    help="where trend.csv, anomalies.csv, index.html and the charts go (default reports/trend)")
     p.add_argument("--charts", choices=("anomalies", "all", "none"), default="anomalies",
@@ -82,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"vdpalab trend: the history at {display_url(store.url)} has no runs yet: nothing to judge")
             return 0
         series = load_series(store, lab=args.lab, metric=args.metric, test=args.test, since=since)
+        bands, said = lab_bands(store, series, args.lab_file)
     filters = ", ".join(f"{k}={v}" for k, v in (("lab", args.lab), ("metric", args.metric), ("test", args.test),
                                                   ("since", args.since)) if v)
     if not series:
@@ -91,13 +101,15 @@ def run(args: argparse.Namespace) -> int:
     from vdpalab.reports.charts import trend_chart  # matplotlib only when charts are drawn
 
     out = Path(args.out)
+    print("\n".join(said))
     trends = analyze(series, window=args.window, out_dir=out, charts=args.charts, workers=args.workers,
-                     tolerance=args.tolerance, draw=trend_chart)
-    write_outputs(trends, out, filters=filters, window=args.window)
+                     tolerance=args.tolerance, draw=trend_chart, bands=bands)
+    write_outputs(trends, out, filters=filters, window=args.window, bands=said)
     print(format_summary(trends, verbose=args.verbose))
     regressed = [t for t in trends if t.regressed]
     took = time.perf_counter() - started
     print(f"\n{len(trends)} series, {sum(len(t.anomalies) for t in trends)} anomalies, "
+          f"{sum(t.within_noise for t in trends)} changes within the lab's noise bands not counted, "
           f"{len(regressed)} regressed (newest group or long term); outputs in {out}/ ({took:.1f} s)")
     if regressed:
         print(f"REGRESSION: {len(regressed)} series regressed (exit 1):")
@@ -107,6 +119,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def lab_bands(store: HistoryStore, series: list[SeriesTrend], lab_file: str | None
+              ) -> tuple[dict[str, NoiseBands], list[str]]:
+    """Each lab's noise bands (``lab_file``, else the lab file of the lab's newest run) and a line per lab
+    saying which they are."""
+    newest: dict[str, tuple[float, str]] = {}
+    for t in series:
+        for p in t.points:
+            if p.started >= newest.get(t.lab, (-math.inf, ""))[0]:
+                newest[t.lab] = (p.started, p.run_id)
+    bands: dict[str, NoiseBands] = {}
+    said: list[str] = []
+    for lab, (_, run_id) in sorted(newest.items()):
+        bands[lab], line = bands_for_run(store, run_id, lab_file, who=f"its newest run {run_id}")
+        said.append(f"lab {lab}: {line}")
+    return bands, said
+
+
 def _why(t: SeriesTrend, tolerance: float) -> str:
     """Why a series counts as regressed, with the numbers."""
     last = t.groups[-1] if t.groups else None
@@ -114,8 +143,10 @@ def _why(t: SeriesTrend, tolerance: float) -> str:
     if t.last_status == "regression":
         reasons.append("its newest group is a regression (jumpavg)")
     if t.long_term_regression and last is not None:
+        gate = max(tolerance * 100, t.bands.pct_of(t.metric))
         reasons.append(f"newest level {_fmt(last.avg)} {t.unit} is {t.long_term_pct:+.1f}% against the long-term "
-                       f"best {_fmt(t.long_term_best)} {t.unit} (tolerance {tolerance * 100:g}%)")
+                       f"best {_fmt(t.long_term_best)} {t.unit} (tolerance {gate:g}%: the larger of --tolerance "
+                       f"and the noise band)")
     return "; ".join(reasons)
 
 
@@ -159,7 +190,8 @@ def format_summary(trends: list[SeriesTrend], *, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(trends: list[SeriesTrend], out: Path, *, filters: str = "", window: int = DEFAULT_WINDOW) -> None:
+def write_outputs(trends: list[SeriesTrend], out: Path, *, filters: str = "", window: int = DEFAULT_WINDOW,
+                  bands: list[str] | None = None) -> None:
     """trend.csv (one row per series), anomalies.csv, overview.png and index.html into ``out``.
 
     index.html leads with the regressions and progressions of the last 1, 7 and 130 days (as FD.io
@@ -173,5 +205,5 @@ def write_outputs(trends: list[SeriesTrend], out: Path, *, filters: str = "", wi
     (out / "overview.png").write_bytes(overview_chart(trends))
     from vdpalab.reports.html import render_trend_page
 
-    page = render_trend_page(trends, filters=filters, window=window)
+    page = render_trend_page(trends, filters=filters, window=window, bands=bands or [])
     (out / "index.html").write_text(page, encoding="utf-8")

@@ -16,6 +16,14 @@ How the values are fed to jumpavg (it assumes bigger is better and values in [0,
 * no known direction: the value itself; new groups are reported as ``change``, never as
   a regression (but an all-failed group still is one).
 
+Noise (the lab's own bands): jumpavg splits a noisy series of a few runs into groups that differ
+by tens of percent on a shared machine. A group whose average differs from the level before it by
+no more than the lab's noise band for the metric (``[reports] noise_pct`` / ``default_noise_pct``
+of the lab file, 5 % by default; ``vdpalab.history.bands``) joins that level instead of being a
+regression or progression: groups are folded left to right, each compared with the level it would
+join, so a slow drift still leaves the band after a few steps. A group holding a failed run never
+joins. The long-term gate is the larger of the tolerance and the band.
+
 Long term (as CSIT): jumpavg compares each group with the one before it only, so a failed run
 followed by nights at a 15 %-lower level reads "progression" and the regression would vanish.
 ``long_term`` compares the newest group's average with the best group average before the newest
@@ -36,7 +44,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
@@ -47,6 +55,7 @@ import jumpavg
 import numpy as np
 import pandas as pd
 
+from vdpalab.history.bands import NoiseBands
 from vdpalab.history.store import HistoryStore
 
 DEFAULT_WINDOW = 90
@@ -112,6 +121,8 @@ class SeriesTrend:
     long_term_best: float = math.nan  # best average of the groups before the newest week (NaN: none)
     long_term_pct: float = math.nan  # newest group's average vs that best, in %, signed so negative is worse
     long_term_regression: bool = False
+    within_noise: int = 0  # jumpavg's changes that stayed inside the lab's noise band (folded into the level)
+    bands: NoiseBands = field(default_factory=NoiseBands)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -263,6 +274,8 @@ def long_term(trend: SeriesTrend, groups: Sequence[Group], tolerance: float = DE
     lower-is-better; all-failed groups have no average). A newest level worse than it by more
     than ``tolerance`` is a regression that stays until the level recovers, even when jumpavg
     calls the newest group a "progression" (e.g. back from a failed run to a level 15 % lower).
+    The gate is the larger of ``tolerance`` and the series' noise band: a level within the lab's
+    noise of the best is not a regression.
     """
     if len(groups) < 2 or trend.better not in ("higher", "lower"):
         return math.nan, math.nan, False
@@ -277,7 +290,8 @@ def long_term(trend: SeriesTrend, groups: Sequence[Group], tolerance: float = DE
     change = (newest.avg - best) / abs(best)
     worse = -change if trend.better == "higher" else change  # > 0: worse than the best
     pct = -worse * 100.0  # negative: worse
-    return best, pct, worse > tolerance
+    gate = max(tolerance, trend.bands.band(trend.metric, best) / abs(best))
+    return best, pct, worse > gate
 
 
 def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW,
@@ -297,27 +311,64 @@ def classify_series(trend: SeriesTrend, window: int = DEFAULT_WINDOW,
         comment = "regression" if all(failed) and worked_before else "normal"
         return replace(trend, groups=[Group(start, n, math.nan if all(failed) else 0.0, comment, sum(failed))],
                        anomalies=[], window_start=start)
-    glist = jumpavg.classify(g)
-    groups: list[Group] = []
+    groups, folded = _fold_noise(trend, part, g, start, [len(group.run_list) for group in jumpavg.classify(g)])
     anomalies: list[Anomaly] = []
-    i = start
-    for group in glist:
-        size = len(group.run_list)
-        seg = part[i - start:i - start + size]
-        measured = [p.value for p in seg if not p.failed]
-        avg = float(np.mean(measured)) if measured else math.nan
-        comment = group.comment
-        all_failed = not measured
-        if comment in ("regression", "progression") and trend.better not in ("higher", "lower"):
-            comment = "regression" if all_failed else "change"
-        groups.append(Group(i, i + size, avg, comment, len(seg) - len(measured)))
-        if comment in KINDS:
-            before = groups[-2].avg if len(groups) > 1 else math.nan
-            anomalies.append(Anomaly(i, pts[i].run_id, pts[i].started, comment, before, avg))
-        i += size
+    for k, group in enumerate(groups):
+        if group.comment in KINDS:
+            before = groups[k - 1].avg if k else math.nan
+            anomalies.append(Anomaly(group.start, pts[group.start].run_id, pts[group.start].started, group.comment,
+                                     before, group.avg))
     best, pct, lt_regression = long_term(trend, groups, tolerance)
     return replace(trend, groups=groups, anomalies=anomalies, window_start=start, long_term_best=best,
-                   long_term_pct=pct, long_term_regression=lt_regression)
+                   long_term_pct=pct, long_term_regression=lt_regression, within_noise=folded)
+
+
+def _level(seg: Sequence[Point]) -> float:
+    measured = [p.value for p in seg if not p.failed]
+    return float(np.mean(measured)) if measured else math.nan
+
+
+def _comment(before: float, after: float, better: str | None, all_failed: bool) -> str:
+    """How a group moved from the one before it, on jumpavg's goodness scale (failed runs are 0), in its words."""
+    if after == before:
+        return "normal"
+    if better not in ("higher", "lower"):
+        return "regression" if all_failed else "change"
+    return "progression" if after > before else "regression"
+
+
+def _fold_noise(trend: SeriesTrend, part: Sequence[Point], good: Sequence[float], start: int, sizes: Sequence[int]
+                ) -> tuple[list[Group], int]:
+    """jumpavg's groups (``sizes``, over ``part`` which starts at index ``start``; ``good``: its goodness),
+    each folded into the level before it when its average is within the lab's noise band of that level
+    and neither holds a failed run; how many were folded."""
+    spans: list[tuple[int, int]] = []  # [start, end) in the whole series
+    folded = 0
+    i = start
+    for size in sizes:
+        seg = part[i - start:i - start + size]
+        if spans:
+            lo, _ = spans[-1]
+            joined = part[lo - start:i - start]
+            before, after = _level(joined), _level(seg)
+            clean = not any(p.failed for p in seg) and not any(p.failed for p in joined)
+            if clean and abs(after - before) <= trend.bands.band(trend.metric, before):
+                spans[-1] = (lo, i + size)
+                folded += 1
+                i += size
+                continue
+        spans.append((i, i + size))
+        i += size
+    groups: list[Group] = []
+    previous = math.nan
+    for lo, hi in spans:
+        seg = part[lo - start:hi - start]
+        level = float(np.mean(good[lo - start:hi - start]))
+        failed = sum(p.failed for p in seg)
+        comment = _comment(previous, level, trend.better, failed == len(seg)) if groups else "normal"
+        groups.append(Group(lo, hi, _level(seg), comment, failed))
+        previous = level
+    return groups, folded
 
 
 # --------------------------------------------------------------------------- the whole analysis
@@ -330,7 +381,7 @@ def chart_name(trend: SeriesTrend) -> str:
     return f"{slug}__{digest}.png"
 
 
-Classified = tuple[list[Group], list[Anomaly], int, str | None, float, float, bool]
+Classified = tuple[list[Group], list[Anomaly], int, str | None, float, float, bool, int]
 #: draws one series as PNG bytes (``vdpalab.reports.charts.trend_chart``): trend computes, reports draw
 Draw = Callable[..., bytes]
 
@@ -351,7 +402,7 @@ def _work(chunk: list[SeriesTrend], window: int, out_dir: str | None, charts: st
             path.write_bytes(draw(t, dpi=dpi))
             t.chart = path.name
         done.append((t.groups, t.anomalies, t.window_start, t.chart, t.long_term_best, t.long_term_pct,
-                     t.long_term_regression))
+                     t.long_term_regression, t.within_noise))
     return done
 
 
@@ -365,14 +416,16 @@ def analyze(
     dpi: int = 72,
     tolerance: float = DEFAULT_TOLERANCE,
     draw: Draw | None = None,
+    bands: Mapping[str, NoiseBands] | None = None,
 ) -> list[SeriesTrend]:
     """Classify every series (and, given ``draw``, draw its chart into ``out_dir``), in parallel processes.
 
     ``tolerance``: how much worse than its long-term best a series' newest level may be (0.05 = 5 %).
+    ``bands``: each lab's noise bands (by lab name; a lab not named keeps the series' own, 5 % by default).
     """
     import multiprocessing
 
-    items = list(series)
+    items = [replace(t, bands=bands[t.lab]) if bands and t.lab in bands else t for t in series]
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     target = None if out_dir is None or charts == "none" else str(out_dir)
@@ -388,9 +441,10 @@ def analyze(
             parts = [(c, f.result()) for c, f in futures]
     done: dict[tuple[str, str, str, str], SeriesTrend] = {}
     for chunk, outcome in parts:
-        for trend, (groups, anomalies, start, chart, best, pct, lt) in zip(chunk, outcome, strict=True):
+        for trend, (groups, anomalies, start, chart, best, pct, lt, folded) in zip(chunk, outcome, strict=True):
             done[trend.key] = replace(trend, groups=groups, anomalies=anomalies, window_start=start, chart=chart,
-                                      long_term_best=best, long_term_pct=pct, long_term_regression=lt)
+                                      long_term_best=best, long_term_pct=pct, long_term_regression=lt,
+                                      within_noise=folded)
     return [done[t.key] for t in items]
 
 
@@ -426,6 +480,7 @@ def trend_frame(trends: Sequence[SeriesTrend]) -> pd.DataFrame:
             "progressions": sum(a.kind == "progression" for a in t.anomalies),
             "long_term_best": t.long_term_best, "long_term_pct": t.long_term_pct,
             "long_term_regression": t.long_term_regression, "regressed": t.regressed,
+            "within_noise": t.within_noise, "noise_band_pct": t.bands.pct_of(t.metric),
             "chart": t.chart or "",
         })
     return pd.DataFrame(rows)

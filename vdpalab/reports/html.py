@@ -209,8 +209,11 @@ def anchor(text: str) -> str:
 
 
 
-def render_trend_page(trends: Sequence[SeriesTrend], *, filters: str = "", window: int = 0) -> str:
-    """``reports/trend/index.html``: regressions/progressions of the last 1, 7, 130 days, then every series."""
+def render_trend_page(trends: Sequence[SeriesTrend], *, filters: str = "", window: int = 0,
+                      bands: Sequence[str] = ()) -> str:
+    """``reports/trend/index.html``: regressions/progressions of the last 1, 7, 130 days, then every series.
+
+    ``bands``: one line per lab saying which noise bands judged it (changes inside them are not counted)."""
     from vdpalab.history.trend import PERIODS_DAYS, anomalies_in_period
 
     def ident(t: SeriesTrend) -> dict[str, object]:
@@ -230,10 +233,12 @@ def render_trend_page(trends: Sequence[SeriesTrend], *, filters: str = "", windo
         periods.append({"days": days, "since": newest - days * 86400.0, "rows": rows})
     ordered = sorted(trends, key=lambda t: (not t.regressed, not t.anomalies, t.label))
     rows = [{**ident(t), "status": t.last_status, "points": len(t.points), "anomalies": len(t.anomalies),
-             "avg": t.groups[-1].avg if t.groups else math.nan} for t in ordered]
+             "avg": t.groups[-1].avg if t.groups else math.nan, "within_noise": t.within_noise,
+             "band_pct": t.bands.pct_of(t.metric)} for t in ordered]
     regressed = [ident(t) for t in ordered if t.regressed]
     return environment().get_template("trend.html.j2").render(
-        trends=trends, rows=rows, periods=periods, regressed=regressed, n_regressed=len(regressed),
+        trends=trends, rows=rows, periods=periods, regressed=regressed, n_regressed=len(regressed), bands=bands,
+        within_noise=sum(t.within_noise for t in trends),
         newest=newest, window=window, filters=filters, generated=iso(time.time()), version=__version__)
 
 
