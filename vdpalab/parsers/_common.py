@@ -11,12 +11,13 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from vdpalab.errors import ParseError
 
 # A shell prompt such as "[root@c83g155 ~]# " or "root@tester03:~# " at the start of a pasted line.
 PROMPT_RE = re.compile(r"^\s*(?:\[[^\]\n]*\][#$]|[\w.@-]+:[^\s#$]*[#$])\s?")
+T = TypeVar("T")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 
 
@@ -88,6 +89,24 @@ class Keeper:
         self.unparsed.append(Unparsed(line_no, line))
 
 
+def blocks(kind: str, lines: list[tuple[int, str]], keep: Keeper, start: Callable[[int, str], T],
+           detail: Callable[[T, int, str], None], what: str) -> None:
+    """Output in blocks (devlink, vdpa): a line at column 0 starts a record, the indented lines below are its details.
+
+    ``start`` reads a first line and returns the record its details go to; ``detail`` reads one indented line into
+    it. A line either cannot read (or a detail before any first line) is kept in ``keep``.
+    """
+    current: T | None = None
+    for line_no, line in lines:
+        with keep.line(line_no, line):
+            if not line[:1].isspace():
+                current = start(line_no, line)
+            elif current is None:
+                raise ParseError(kind, f"detail before any {what}", line_no, line)
+            else:
+                detail(current, line_no, line)
+
+
 def nothing_understood(kind: str, found: Any, keep: Keeper) -> None:
     """A text of which no line was understood is not this tool's output: ParseError at its first line."""
     if not found and keep.unparsed:
@@ -142,6 +161,36 @@ def to_bool_word(kind: str, token: str, line_no: int | None, line: str | None, w
     raise ParseError(kind, f"{what} {token!r} is neither on/off, yes/no nor true/false", line_no, line)
 
 
+def key_values(kind: str, words: list[str], line_no: int, line: str) -> dict[str, str]:
+    """iproute2's ``key value key value ...`` (devlink, vdpa): a key without its value or a key twice is an error."""
+    if len(words) % 2:
+        raise ParseError(kind, f"key {words[-1]!r} without a value (output cut?)", line_no, line)
+    out: dict[str, str] = {}
+    for k, v in zip(words[::2], words[1::2], strict=True):
+        if k in out:
+            raise ParseError(kind, f"{k} twice", line_no, line)
+        out[k] = v
+    return out
+
+
+def word_int(kind: str, v: str | None, what: str, line_no: int | None, line: str | None) -> int | None:
+    """An unsigned decimal word of iproute2's text output (None when the key is absent)."""
+    if v is None:
+        return None
+    if not v.isdigit():
+        raise ParseError(kind, f"{what} {v!r} is not a number (output cut?)", line_no, line)
+    return int(v)
+
+
+def word_bool(kind: str, v: str | None, what: str, line_no: int | None, line: str | None) -> bool | None:
+    """iproute2's ``true``/``false`` word (None when the key is absent)."""
+    if v is None:
+        return None
+    if v not in ("true", "false"):
+        raise ParseError(kind, f"{what} {v!r} is not true/false (output cut?)", line_no, line)
+    return v == "true"
+
+
 def check_mac(kind: str, token: str, line_no: int | None, line: str | None) -> str:
     """A colon-separated 6-byte MAC address (a paste cut inside one is caught here)."""
     if not _MAC_RE.match(token):
@@ -168,6 +217,29 @@ def load_json(kind: str, text: str, *, keep_duplicates: bool = False) -> Any:
         raise ParseError(kind, f"not valid JSON ({exc.msg})", line_no, line) from None
     except RecursionError:
         raise ParseError(kind, "JSON nested too deeply") from None
+
+
+def json_section(kind: str, text: str, *keys: str, keep_duplicates: bool = False) -> dict[str, Any]:
+    """The object under the first of ``keys`` present in a top-level JSON object (iproute2's ``{"dev": {...}}``).
+
+    ``keep_duplicates``: the section's (name, body) pairs as a dict whose bodies keep their repeated keys.
+    """
+    doc = load_json(kind, text, keep_duplicates=keep_duplicates)
+    if keep_duplicates:
+        if not is_pairs(doc):
+            raise ParseError(kind, "top level: expected an object")
+        top = dict(doc)
+    else:
+        top = expect_type(kind, doc, dict, "top level")
+    for k in keys:
+        if k in top:
+            section = top[k]
+            if keep_duplicates:
+                if not is_pairs(section):
+                    raise ParseError(kind, f"{k}: expected an object")
+                return {name: body for name, body in section}
+            return expect_type(kind, section, dict, k)
+    raise ParseError(kind, f"JSON has none of the keys {list(keys)}")
 
 
 class _Pairs(list):

@@ -10,13 +10,17 @@ from vdpalab.errors import ParseError
 from vdpalab.parsers._common import (
     Keeper,
     Unparsed,
+    blocks,
     content_lines,
     expect_type,
     json_bool,
     json_int,
+    json_section,
     json_str,
-    load_json,
+    key_values,
     looks_like_json,
+    word_bool,
+    word_int,
 )
 
 ESWITCH = "devlink-eswitch"
@@ -65,23 +69,11 @@ def _esw_from(kind: str, dev: str, kv: dict[str, Any], line_no: int | None, line
                    encap_raw=encap_raw, extra={k: str(v) for k, v in kv.items()})
 
 
-def _pairs(kind: str, words: list[str], line_no: int, line: str) -> dict[str, str]:
-    if len(words) % 2:
-        raise ParseError(kind, f"key {words[-1]!r} without a value (output cut?)", line_no, line)
-    out: dict[str, str] = {}
-    for k, v in zip(words[::2], words[1::2], strict=True):
-        if k in out:
-            raise ParseError(kind, f"{k} twice", line_no, line)
-        out[k] = v
-    return out
-
-
 def parse_devlink_eswitch(text: str) -> Eswitch:
     kind = ESWITCH
     lines = content_lines(kind, text)
     if looks_like_json(text):
-        doc = expect_type(kind, load_json(kind, text), dict, "top level")
-        devs = expect_type(kind, doc.get("dev"), dict, "dev")
+        devs = json_section(kind, text, "dev")
         if len(devs) != 1:
             raise ParseError(kind, f"expected one device, got {len(devs)}")
         (dev, kv), = devs.items()
@@ -100,7 +92,7 @@ def parse_devlink_eswitch(text: str) -> Eswitch:
     line_no, line = found[0]
     m = _ESW_LINE.match(line)
     assert m is not None
-    esw = _esw_from(kind, m.group("dev"), _pairs(kind, m.group("rest").split(), line_no, line), line_no, line)
+    esw = _esw_from(kind, m.group("dev"), key_values(kind, m.group("rest").split(), line_no, line), line_no, line)
     end = next((n for n, _ in joined if n > line_no), lines[-1][0] + 1)  # its ' \' continuations
     return replace(esw, unparsed=[Unparsed(n, ln) for n, ln in lines if not line_no <= n < end])
 
@@ -140,18 +132,10 @@ def _port_from(kind: str, name: str, kv: dict[str, Any], fn: dict[str, Any], lin
                line: str | None) -> DevlinkPort:
     vals: dict[str, Any] = {}
     for k, v in list(kv.items()):
-        if k in _INT_KEYS:
-            if isinstance(v, str):
-                if not v.isdigit():
-                    raise ParseError(kind, f"{k} {v!r} is not a number", line_no, line)
-                v = int(v)
-            vals[k] = json_int(kind, v, k)
+        if k in _INT_KEYS:  # a word of the text output, or a JSON value
+            vals[k] = word_int(kind, v, k, line_no, line) if isinstance(v, str) else json_int(kind, v, k)
         elif k in _BOOL_KEYS:
-            if isinstance(v, str):
-                if v not in ("true", "false"):
-                    raise ParseError(kind, f"{k} {v!r} is not true/false (output cut?)", line_no, line)
-                v = v == "true"
-            vals[k] = json_bool(kind, v, k)
+            vals[k] = word_bool(kind, v, k, line_no, line) if isinstance(v, str) else json_bool(kind, v, k)
         else:
             vals[k] = v
     extra = {k: str(v) for k, v in vals.items()
@@ -165,12 +149,22 @@ def _port_from(kind: str, name: str, kv: dict[str, Any], fn: dict[str, Any], lin
     )
 
 
+@dataclass
+class _PortLines:
+    """A port's first line and its ``function:`` block (None: no such block yet), as read."""
+
+    name: str
+    kv: dict[str, str]
+    line_no: int
+    line: str
+    function: dict[str, str] | None = None
+
+
 def parse_devlink_port(text: str) -> DevlinkPorts:
     kind = PORT
     lines = content_lines(kind, text)
     if looks_like_json(text):
-        doc = expect_type(kind, load_json(kind, text), dict, "top level")
-        ports = expect_type(kind, doc.get("port"), dict, "port")
+        ports = json_section(kind, text, "port")
         out = []
         for name, kv in ports.items():
             kv = dict(expect_type(kind, kv, dict, name))
@@ -178,34 +172,33 @@ def parse_devlink_port(text: str) -> DevlinkPorts:
             out.append(_port_from(kind, name, kv, {k: json_str(kind, v, k) for k, v in fn.items()
                                                    if isinstance(v, str)}, None, None))
         return DevlinkPorts(ports=out)
-    result: list[DevlinkPort] = []
-    pending: tuple[str, dict[str, str], dict[str, str], int, str] | None = None
-    in_function = False
+    found: list[_PortLines] = []
+
+    def start(line_no: int, line: str) -> _PortLines:
+        m = _PORT_LINE.match(line)
+        if not m:
+            raise ParseError(kind, "expected 'DEV/INDEX: type ...'", line_no, line)
+        found.append(_PortLines(m.group("port"), key_values(kind, m.group("rest").split(), line_no, line),
+                                line_no, line))
+        return found[-1]
+
+    def detail(port: _PortLines, line_no: int, line: str) -> None:
+        s = line.strip()
+        if s == "function:":
+            port.function = {}
+        elif port.function is None:
+            raise ParseError(kind, "unexpected detail line", line_no, line)
+        else:
+            port.function.update(key_values(kind, s.split(), line_no, line))
+
     keep = Keeper(lines, text)
-    for line_no, line in lines:
-        with keep.line(line_no, line):
-            if m := _PORT_LINE.match(line):
-                if pending:
-                    result.append(_port_from(kind, *pending))
-                pending = (m.group("port"), _pairs(kind, m.group("rest").split(), line_no, line), {}, line_no, line)
-                in_function = False
-                continue
-            if pending is None or not line[:1].isspace():
-                raise ParseError(kind, "expected 'DEV/INDEX: type ...'", line_no, line)
-            s = line.strip()
-            if s == "function:":
-                in_function = True
-                continue
-            if not in_function:
-                raise ParseError(kind, "unexpected detail line", line_no, line)
-            pending[2].update(_pairs(kind, s.split(), line_no, line))
-    if pending:
-        if pending[2] == {} and in_function:
-            raise ParseError(kind, "'function:' block without attributes (output cut?)", pending[3], pending[4])
-        result.append(_port_from(kind, *pending))
-    if not result:
+    blocks(kind, lines, keep, start, detail, "port")
+    if not found:
         raise ParseError(kind, "no 'DEV/INDEX: type ...' line", *lines[0])
-    return DevlinkPorts(ports=result, unparsed=keep.unparsed)
+    if found[-1].function == {}:
+        raise ParseError(kind, "'function:' block without attributes (output cut?)", found[-1].line_no, found[-1].line)
+    return DevlinkPorts(ports=[_port_from(kind, p.name, p.kv, p.function or {}, p.line_no, p.line) for p in found],
+                        unparsed=keep.unparsed)
 
 
 # ----------------------------------------------------------------------------------------- info
@@ -230,8 +223,7 @@ def parse_devlink_info(text: str) -> DevlinkInfo:
     kind = INFO
     lines = content_lines(kind, text)
     if looks_like_json(text):
-        doc = expect_type(kind, load_json(kind, text), dict, "top level")
-        info = expect_type(kind, doc.get("info"), dict, "info")
+        info = json_section(kind, text, "info")
         devs = {}
         for dev, raw in info.items():
             raw = expect_type(kind, raw, dict, dev)
@@ -246,40 +238,37 @@ def parse_devlink_info(text: str) -> DevlinkInfo:
                                                              "board.serial_number"), **sections)
         return DevlinkInfo(devices=devs)
     devs_raw: dict[str, dict[str, Any]] = {}
-    cur: dict[str, Any] | None = None
-    section: str | None = None
+
+    def start(line_no: int, line: str) -> dict[str, Any]:
+        m = re.match(rf"^({_DEV}):$", line.strip())
+        if not m:
+            raise ParseError(kind, "expected 'DEV:'", line_no, line)
+        devs_raw[m.group(1)] = {"driver": None, "serial_number": None, "board.serial_number": None,
+                                "fixed": {}, "running": {}, "stored": {}, "section": None}
+        return devs_raw[m.group(1)]
+
+    def detail(cur: dict[str, Any], line_no: int, line: str) -> None:
+        s = line.strip()
+        if s == "versions:":
+            cur["section"] = "versions"
+            return
+        if s in ("fixed:", "running:", "stored:"):
+            if cur["section"] is None:
+                raise ParseError(kind, f"{s} outside 'versions:'", line_no, line)
+            cur["section"] = s[:-1]
+            return
+        key, sep, value = s.partition(" ")
+        if not sep or not value.strip():
+            raise ParseError(kind, f"{key!r} without a value (output cut?)", line_no, line)
+        if cur["section"] in ("fixed", "running", "stored"):
+            cur[cur["section"]][key] = value.strip()
+        elif key in ("driver", "serial_number", "board.serial_number"):
+            cur[key] = value.strip()
+        else:
+            raise ParseError(kind, f"unexpected key {key!r}", line_no, line)
+
     keep = Keeper(lines, text)
-    for line_no, line in lines:
-        with keep.line(line_no, line):
-            if not line[:1].isspace():
-                m = re.match(rf"^({_DEV}):$", line.strip())
-                if not m:
-                    raise ParseError(kind, "expected 'DEV:'", line_no, line)
-                cur = {"driver": None, "serial_number": None, "board.serial_number": None,
-                       "fixed": {}, "running": {}, "stored": {}}
-                devs_raw[m.group(1)] = cur
-                section = None
-                continue
-            if cur is None:
-                raise ParseError(kind, "detail before any device", line_no, line)
-            s = line.strip()
-            if s == "versions:":
-                section = "versions"
-                continue
-            if s in ("fixed:", "running:", "stored:"):
-                if section is None:
-                    raise ParseError(kind, f"{s} outside 'versions:'", line_no, line)
-                section = s[:-1]
-                continue
-            key, sep, value = s.partition(" ")
-            if not sep or not value.strip():
-                raise ParseError(kind, f"{key!r} without a value (output cut?)", line_no, line)
-            if section in ("fixed", "running", "stored"):
-                cur[section][key] = value.strip()
-            elif key in ("driver", "serial_number", "board.serial_number"):
-                cur[key] = value.strip()
-            else:
-                raise ParseError(kind, f"unexpected key {key!r}", line_no, line)
+    blocks(kind, lines, keep, start, detail, "device")
     if not devs_raw:
         raise ParseError(kind, "no 'DEV:' line", *lines[0])
     return DevlinkInfo(devices={

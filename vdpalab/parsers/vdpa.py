@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from vdpalab.errors import ParseError
 from vdpalab.parsers._common import (
     Keeper,
     Unparsed,
+    blocks,
     check_mac,
     content_lines,
     expect_type,
     is_pairs,
     json_bool,
     json_int,
+    json_section,
     json_str,
-    load_json,
+    key_values,
     looks_like_json,
     pairs_to_dict,
+    word_bool,
+    word_int,
 )
 
 MGMTDEV = "vdpa-mgmtdev"
@@ -35,33 +40,6 @@ CONFIG = "vdpa-config"
 VSTATS = "vdpa-vstats"
 
 _HANDLE = r"[\w.:/-]+"
-
-
-def _pairs(kind: str, words: list[str], line_no: int, line: str) -> dict[str, str]:
-    if len(words) % 2:
-        raise ParseError(kind, f"key {words[-1]!r} without a value (output cut?)", line_no, line)
-    out: dict[str, str] = {}
-    for k, v in zip(words[::2], words[1::2], strict=True):
-        if k in out:
-            raise ParseError(kind, f"{k} twice", line_no, line)
-        out[k] = v
-    return out
-
-
-def _int(kind: str, v: str | None, what: str, line_no: int | None, line: str | None) -> int | None:
-    if v is None:
-        return None
-    if not v.isdigit():
-        raise ParseError(kind, f"{what} {v!r} is not a number (output cut?)", line_no, line)
-    return int(v)
-
-
-def _bool(kind: str, v: str | None, what: str, line_no: int | None, line: str | None) -> bool | None:
-    if v is None:
-        return None
-    if v not in ("true", "false"):
-        raise ParseError(kind, f"{what} {v!r} is not true/false (output cut?)", line_no, line)
-    return v == "true"
 
 
 _ERROR_LINE = re.compile(r"^(?:Error: |kernel answers: )")
@@ -80,25 +58,6 @@ def _tool_error(kind: str, lines: list[tuple[int, str]]) -> None:
                 raise ParseError(kind, "vdpa reported 'feature negotiation not complete': no driver has finished "
                                        "feature negotiation on the device yet, so it has no statistics", line_no, line)
             raise ParseError(kind, f"vdpa reported an error: {why}", line_no, line)
-
-
-def _json_section(kind: str, text: str, *keys: str, keep_duplicates: bool = False) -> dict[str, Any]:
-    doc = load_json(kind, text, keep_duplicates=keep_duplicates)
-    if keep_duplicates:
-        if not is_pairs(doc):
-            raise ParseError(kind, "top level: expected an object")
-        top = dict(doc)
-    else:
-        top = expect_type(kind, doc, dict, "top level")
-    for k in keys:
-        if k in top:
-            section = top[k]
-            if keep_duplicates:
-                if not is_pairs(section):
-                    raise ParseError(kind, f"{k}: expected an object")
-                return {name: body for name, body in section}
-            return expect_type(kind, section, dict, k)
-    raise ParseError(kind, f"JSON has none of the keys {list(keys)}")
 
 
 # -------------------------------------------------------------------------------------- mgmtdev
@@ -120,7 +79,7 @@ def parse_vdpa_mgmtdev(text: str) -> Mgmtdevs:
     lines = content_lines(kind, text)
     if looks_like_json(text):
         out = {}
-        for name, raw in _json_section(kind, text, "mgmtdev", "show").items():
+        for name, raw in json_section(kind, text, "mgmtdev", "show").items():
             raw = expect_type(kind, raw, dict, name)
             classes = expect_type(kind, raw.get("supported_classes", []), list, f"{name}.supported_classes")
             feats = expect_type(kind, raw.get("dev_features", []), list, f"{name}.dev_features")
@@ -130,31 +89,30 @@ def parse_vdpa_mgmtdev(text: str) -> Mgmtdevs:
         return Mgmtdevs(mgmtdevs=out)
     _tool_error(kind, lines)
     devs: dict[str, dict[str, Any]] = {}
-    cur: dict[str, Any] | None = None
+
+    def start(line_no: int, line: str) -> dict[str, Any]:
+        m = re.match(rf"^({_HANDLE}):$", line.strip())
+        if not m:
+            raise ParseError(kind, "expected 'MGMTDEV:'", line_no, line)
+        devs[m.group(1)] = {"supported_classes": None, "max_supported_vqs": None, "dev_features": []}
+        return devs[m.group(1)]
+
+    def detail(cur: dict[str, Any], line_no: int, line: str) -> None:
+        key, _, rest = line.strip().partition(" ")
+        words = rest.split()
+        if key == "supported_classes":
+            cur["supported_classes"] = words
+        elif key == "max_supported_vqs":
+            if len(words) != 1:
+                raise ParseError(kind, "max_supported_vqs needs one value", line_no, line)
+            cur["max_supported_vqs"] = word_int(kind, words[0], key, line_no, line)
+        elif key == "dev_features":
+            cur["dev_features"] = words
+        else:
+            raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
+
     keep = Keeper(lines, text)
-    for line_no, line in lines:
-        with keep.line(line_no, line):
-            if not line[:1].isspace():
-                m = re.match(rf"^({_HANDLE}):$", line.strip())
-                if not m:
-                    raise ParseError(kind, "expected 'MGMTDEV:'", line_no, line)
-                cur = {"supported_classes": None, "max_supported_vqs": None, "dev_features": []}
-                devs[m.group(1)] = cur
-                continue
-            if cur is None:
-                raise ParseError(kind, "detail before any management device", line_no, line)
-            key, _, rest = line.strip().partition(" ")
-            words = rest.split()
-            if key == "supported_classes":
-                cur["supported_classes"] = words
-            elif key == "max_supported_vqs":
-                if len(words) != 1:
-                    raise ParseError(kind, "max_supported_vqs needs one value", line_no, line)
-                cur["max_supported_vqs"] = _int(kind, words[0], key, line_no, line)
-            elif key == "dev_features":
-                cur["dev_features"] = words
-            else:
-                raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
+    blocks(kind, lines, keep, start, detail, "management device")
     if not devs:
         raise ParseError(kind, "no management device in the output", *lines[0])
     for name, d in devs.items():
@@ -187,7 +145,7 @@ def parse_vdpa_dev(text: str) -> VdpaDevs:
     lines = content_lines(kind, text)
     if looks_like_json(text):
         out = {}
-        for name, raw in _json_section(kind, text, "dev").items():
+        for name, raw in json_section(kind, text, "dev").items():
             raw = expect_type(kind, raw, dict, name)
             out[name] = VdpaDev(type=json_str(kind, raw.get("type"), "type"),
                                 mgmtdev=json_str(kind, raw.get("mgmtdev"), "mgmtdev"),
@@ -203,16 +161,16 @@ def parse_vdpa_dev(text: str) -> VdpaDevs:
             m = _DEV_LINE.match(line.strip())
             if not m:
                 raise ParseError(kind, "expected 'NAME: type ... mgmtdev ...'", line_no, line)
-            kv = _pairs(kind, m.group("rest").split(), line_no, line)
+            kv = key_values(kind, m.group("rest").split(), line_no, line)
             if "type" not in kv or "mgmtdev" not in kv:
                 raise ParseError(kind, "device line without type/mgmtdev", line_no, line)
             if "max_vq_size" not in kv:
                 raise ParseError(kind, "device line without max_vq_size (output cut?)", line_no, line)
             devs[m.group("name")] = VdpaDev(
                 type=kv["type"], mgmtdev=kv["mgmtdev"],
-                vendor_id=_int(kind, kv.get("vendor_id"), "vendor_id", line_no, line),
-                max_vqs=_int(kind, kv.get("max_vqs"), "max_vqs", line_no, line),
-                max_vq_size=_int(kind, kv.get("max_vq_size"), "max_vq_size", line_no, line))
+                vendor_id=word_int(kind, kv.get("vendor_id"), "vendor_id", line_no, line),
+                max_vqs=word_int(kind, kv.get("max_vqs"), "max_vqs", line_no, line),
+                max_vq_size=word_int(kind, kv.get("max_vq_size"), "max_vq_size", line_no, line))
     if not devs:
         raise ParseError(kind, "no vdpa device in the output", *lines[0])
     return VdpaDevs(devs=devs, unparsed=keep.unparsed)
@@ -241,7 +199,7 @@ def parse_vdpa_config(text: str) -> VdpaConfigs:
     lines = content_lines(kind, text)
     if looks_like_json(text):
         out = {}
-        for name, raw in _json_section(kind, text, "config").items():
+        for name, raw in json_section(kind, text, "config").items():
             raw = {str(k).strip(): v for k, v in expect_type(kind, raw, dict, name).items()}
             mac = json_str(kind, raw.get("mac"), "mac")
             out[name] = VdpaConfig(
@@ -256,46 +214,44 @@ def parse_vdpa_config(text: str) -> VdpaConfigs:
         return VdpaConfigs(devs=out)
     _tool_error(kind, lines)
     devs: dict[str, dict[str, Any]] = {}
-    cur: dict[str, Any] | None = None
     keep = Keeper(lines, text)
-    for line_no, line in lines:
-        with keep.line(line_no, line):
-            cur = _config_line(kind, devs, cur, line_no, line)
+    blocks(kind, lines, keep, lambda n, ln: _config_head(kind, devs, n, ln), partial(_config_detail, kind), "device")
     if not devs:
         raise ParseError(kind, "no vdpa device in the output", *lines[0])
     return VdpaConfigs(devs={k: VdpaConfig(**v) for k, v in devs.items()}, unparsed=keep.unparsed)
 
 
-def _config_line(kind: str, devs: dict[str, dict[str, Any]], cur: dict[str, Any] | None, line_no: int,
-                 line: str) -> dict[str, Any] | None:
-    """One line of ``vdpa dev config show``: 'NAME: mac ... link ...' (VDUSE: 'NAME:' alone) or a detail."""
-    if not line[:1].isspace():
-        if name_only := re.match(rf"^({_HANDLE}):$", line.strip()):
-            name, kv = name_only.group(1), {}
-        elif m := _DEV_LINE.match(line.strip()):
-            name, kv = m.group("name"), _pairs(kind, m.group("rest").split(), line_no, line)
-        else:
-            raise ParseError(kind, "expected 'NAME: mac ... link ...'", line_no, line)
-        unknown = set(kv) - {"mac", "link", "link_announce", "max_vq_pairs", "mtu"}
-        if unknown:
-            raise ParseError(kind, f"unknown attributes {sorted(unknown)}", line_no, line)
-        link = kv.get("link")
-        if link is not None and link not in ("up", "down"):
-            raise ParseError(kind, f"link {link!r} is neither up nor down", line_no, line)
-        cur = {"mac": check_mac(kind, kv["mac"], line_no, line) if "mac" in kv else None, "link": link,
-               "link_announce": _bool(kind, kv.get("link_announce"), "link_announce", line_no, line),
-               "max_vq_pairs": _int(kind, kv.get("max_vq_pairs"), "max_vq_pairs", line_no, line),
-               "mtu": _int(kind, kv.get("mtu"), "mtu", line_no, line),
-               "negotiated_features": [], "dev_features": []}
-        devs[name] = cur
-        return cur
-    if cur is None:
-        raise ParseError(kind, "detail before any device", line_no, line)
+def _config_head(kind: str, devs: dict[str, dict[str, Any]], line_no: int, line: str) -> dict[str, Any]:
+    """A device's first line in ``vdpa dev config show``: 'NAME: mac ... link ...' (VDUSE: 'NAME:' alone)."""
+    if name_only := re.match(rf"^({_HANDLE}):$", line.strip()):
+        name, kv = name_only.group(1), {}
+    elif m := _DEV_LINE.match(line.strip()):
+        name, kv = m.group("name"), key_values(kind, m.group("rest").split(), line_no, line)
+    else:
+        raise ParseError(kind, "expected 'NAME: mac ... link ...'", line_no, line)
+    unknown = set(kv) - {"mac", "link", "link_announce", "max_vq_pairs", "mtu"}
+    if unknown:
+        raise ParseError(kind, f"unknown attributes {sorted(unknown)}", line_no, line)
+    link = kv.get("link")
+    if link is not None and link not in ("up", "down"):
+        raise ParseError(kind, f"link {link!r} is neither up nor down", line_no, line)
+    cur: dict[str, Any] = {
+        "mac": check_mac(kind, kv["mac"], line_no, line) if "mac" in kv else None, "link": link,
+        "link_announce": word_bool(kind, kv.get("link_announce"), "link_announce", line_no, line),
+        "max_vq_pairs": word_int(kind, kv.get("max_vq_pairs"), "max_vq_pairs", line_no, line),
+        "mtu": word_int(kind, kv.get("mtu"), "mtu", line_no, line),
+        "negotiated_features": [], "dev_features": [],
+    }
+    devs[name] = cur
+    return cur
+
+
+def _config_detail(kind: str, cur: dict[str, Any], line_no: int, line: str) -> None:
+    """A device's indented line: its negotiated or offered features."""
     key, _, rest = line.strip().partition(" ")
     if key not in ("negotiated_features", "dev_features"):
         raise ParseError(kind, f"unknown attribute {key!r}", line_no, line)
     cur[key] = rest.split()
-    return cur
 
 
 
@@ -357,7 +313,7 @@ def parse_vdpa_vstats(text: str) -> VdpaVstats:
     kind = VSTATS
     lines = content_lines(kind, text)
     if looks_like_json(text):
-        devs = _json_section(kind, text, "vstats", keep_duplicates=True)
+        devs = json_section(kind, text, "vstats", keep_duplicates=True)
         out = {}
         for name, body in devs.items():
             if not is_pairs(body):
@@ -411,11 +367,11 @@ def _vq_from_words(kind: str, words: list[str], line_no: int, line: str) -> VqSt
             i += 2
             continue
         if not name and w in ("queue_index", "qidx") and i + 1 < len(words):
-            qidx = _int(kind, words[i + 1], "queue_index", line_no, line)
+            qidx = word_int(kind, words[i + 1], "queue_index", line_no, line)
             i += 2
             continue
         if not name and w == "name" and i + 3 < len(words) and words[i + 2] == "value":
-            counters[words[i + 1]] = _int(kind, words[i + 3], words[i + 1], line_no, line) or 0
+            counters[words[i + 1]] = word_int(kind, words[i + 3], words[i + 1], line_no, line) or 0
             i += 4
             continue
         if re.fullmatch(r"\d+", w):
