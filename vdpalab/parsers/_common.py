@@ -271,6 +271,14 @@ def expect_type(kind: str, value: Any, typ: type | tuple[type, ...], what: str) 
     return value
 
 
+def json_objects(kind: str, value: Any, what: str, item: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """A JSON list of objects, each with its index; errors name the list ``what`` and an item ``ITEM[i]``
+    (``item`` defaults to ``what``; ``""`` names the items of a top-level list ``[i]``)."""
+    prefix = what if item is None else item
+    items = expect_type(kind, value, list, what)
+    return [(i, expect_type(kind, v, dict, f"{prefix}[{i}]")) for i, v in enumerate(items)]
+
+
 def json_int(kind: str, value: Any, what: str) -> int | None:
     """An integer field of a JSON output (None when absent)."""
     if value is None:

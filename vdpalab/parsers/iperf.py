@@ -19,6 +19,7 @@ from vdpalab.parsers._common import (
     json_bool,
     json_int,
     json_num,
+    json_objects,
     json_str,
     load_json,
     normalize,
@@ -121,8 +122,7 @@ def parse_iperf3(text: str) -> Iperf3Result:
 
     bps: list[float] = []
     omitted = 0
-    for i, iv in enumerate(intervals):
-        iv = expect_type(kind, iv, dict, f"intervals[{i}]")
+    for i, iv in json_objects(kind, intervals, "intervals"):
         s = expect_type(kind, iv.get("sum", {}), dict, f"intervals[{i}].sum")
         if json_bool(kind, s.get("omitted"), f"intervals[{i}].sum.omitted"):
             omitted += 1

@@ -19,6 +19,7 @@ from vdpalab.parsers._common import (
     expect_type,
     json_bool,
     json_int,
+    json_objects,
     json_str,
     load_json,
     looks_like_json,
@@ -194,10 +195,8 @@ def _text(kind: str, text: str) -> IpLinks:
 def _json_links(kind: str, text: str) -> list[tuple[int, dict[str, Any], str, int]]:
     """The links of an ``ip -j link``/``addr`` list: (position, object, ifname, ifindex); ``{}`` entries (a link
     whose addresses a family filter removed) are skipped."""
-    doc = expect_type(kind, load_json(kind, text), list, "top level")
     out = []
-    for i, raw in enumerate(doc):
-        raw = expect_type(kind, raw, dict, f"[{i}]")
+    for i, raw in json_objects(kind, load_json(kind, text), "top level", ""):
         name = json_str(kind, raw.get("ifname"), f"[{i}].ifname")
         idx = json_int(kind, raw.get("ifindex"), f"[{i}].ifindex")
         if name is None or idx is None:
@@ -212,8 +211,7 @@ def _json(kind: str, text: str) -> IpLinks:
     out: list[Link] = []
     for i, raw, name, idx in _json_links(kind, text):
         vfs = []
-        for j, v in enumerate(expect_type(kind, raw.get("vfinfo_list", []), list, f"[{i}].vfinfo_list")):
-            v = expect_type(kind, v, dict, f"[{i}].vfinfo_list[{j}]")
+        for j, v in json_objects(kind, raw.get("vfinfo_list", []), f"[{i}].vfinfo_list"):
             mac = json_str(kind, v.get("address", v.get("mac")), f"vf {j} address")
             vlan_list = v.get("vlan_list")
             vlan = None
@@ -366,8 +364,7 @@ def _addr_json(kind: str, text: str) -> IpAddrs:
     out: list[LinkAddrs] = []
     for i, raw, name, idx in _json_links(kind, text):
         addrs = []
-        for j, a in enumerate(expect_type(kind, raw.get("addr_info", []), list, f"[{i}].addr_info")):
-            a = expect_type(kind, a, dict, f"[{i}].addr_info[{j}]")
+        for j, a in json_objects(kind, raw.get("addr_info", []), f"[{i}].addr_info"):
             family, local = a.get("family"), a.get("local")
             prefixlen = json_int(kind, a.get("prefixlen"), f"[{i}].addr_info[{j}].prefixlen")
             if not isinstance(family, str) or not isinstance(local, str) or prefixlen is None:
@@ -449,10 +446,8 @@ def _neigh_text(kind: str, text: str) -> IpNeighs:
 
 
 def _neigh_json(kind: str, text: str) -> IpNeighs:
-    doc = expect_type(kind, load_json(kind, text), list, "top level")
     out = []
-    for i, raw in enumerate(doc):
-        raw = expect_type(kind, raw, dict, f"[{i}]")
+    for i, raw in json_objects(kind, load_json(kind, text), "top level", ""):
         dst = json_str(kind, raw.get("dst"), f"[{i}].dst")
         if dst is None:
             raise ParseError(kind, f"[{i}]: neighbour without dst")

@@ -386,6 +386,15 @@ class _ShowState:
     controller: dict[str, str] | None = None
 
 
+def _record_line(kind: str, record: dict[str, str], what: str, parts: tuple[str, str, str], line_no: int,
+                 line: str) -> None:
+    """A line inside a Manager or Controller record: ``key: value`` (``parts`` as str.partition gives them)."""
+    key, sep, value = parts
+    if not sep:
+        raise ParseError(kind, f"expected 'key: value' in a {what} block", line_no, line)
+    record[key] = _ovsdb_scalar(kind, value, line_no, line)
+
+
 def _show_line(kind: str, st: _ShowState, line_no: int, line: str) -> None:
     if "\t" in line[: len(line) - len(line.lstrip())]:
         raise ParseError(kind, "tab in indentation", line_no, line)
@@ -413,9 +422,7 @@ def _show_line(kind: str, st: _ShowState, line_no: int, line: str) -> None:
     elif indent == 8:
         st.controller = None
         if st.manager is not None:
-            if not sep:
-                raise ParseError(kind, "expected 'key: value' in a Manager block", line_no, line)
-            st.manager[key] = _ovsdb_scalar(kind, value, line_no, line)
+            _record_line(kind, st.manager, "Manager", (key, sep, value), line_no, line)
             return
         if st.bridge is None:
             raise ParseError(kind, "port-level line outside a bridge", line_no, line)
@@ -435,9 +442,7 @@ def _show_line(kind: str, st: _ShowState, line_no: int, line: str) -> None:
             raise ParseError(kind, "unexpected line at port level", line_no, line)
     elif indent == 12:
         if st.controller is not None:
-            if not sep:
-                raise ParseError(kind, "expected 'key: value' in a Controller block", line_no, line)
-            st.controller[key] = _ovsdb_scalar(kind, value, line_no, line)
+            _record_line(kind, st.controller, "Controller", (key, sep, value), line_no, line)
             return
         if st.port is None:
             raise ParseError(kind, "interface-level line outside a port", line_no, line)
