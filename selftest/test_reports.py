@@ -226,3 +226,55 @@ def test_headline_of_the_sample_has_vdpa_evidence_and_ndr_pdr_per_frame_size(run
     assert (evidence.outcome, evidence.text, evidence.detail) == ("passed", "yes", "evidence: vstats")
     text = format_summary(view)
     assert "NDR (64 B frames) 9,620,000 pps" in text and "vDPA evidence used: yes (evidence: vstats)" in text
+
+
+def _ndr_run(cases: dict[tuple[int, str], float | None]) -> RunRecord:
+    """NDR/PDR results as benchmarks/test_ndr.py records them: ``ndr_pps``/``pdr_pps`` when the number is the
+    datapath's, ``tester_limit_pps`` (params goal, frame_size, direction) when it was the generator's (None)."""
+    from vdpalab.results import TestOutcome
+
+    outcomes, results = [], []
+    limit = 35_000.0  # lab file's [traffic.ndr] max_load_pps of the real tester-limited run
+    for (size, direction), ndr in cases.items():
+        tid = f"benchmarks/test_ndr.py::test_ndr_pdr[emu-{size}B-{direction}]"
+        params = {"frame_size": size, "direction": direction}
+        outcomes.append(TestOutcome(tid, "passed", 60.0, lab="emu"))
+        for goal in ("ndr", "pdr"):
+            if ndr is None:
+                results.append(Result("tester_limit_pps", limit, "pps", test_id=tid, lab="emu", better="higher",
+                                      params={**params, "goal": goal}))
+            else:
+                results.append(Result(f"{goal}_pps", ndr, "pps", test_id=tid, lab="emu", better="higher",
+                                      params=params))
+    return RunRecord(run_id="20261205-190000-emu-ndr000", started=1.79e9, ended=1.79e9 + 300, status="complete",
+                     outcomes=outcomes, results=results)
+
+
+def test_a_tester_limited_ndr_reads_as_the_generators_limit_never_as_the_datapaths(tmp_path: Path) -> None:
+    from vdpalab.reports.html import render_html
+    from vdpalab.reports.terminal import format_summary
+    from vdpalab.reports.view import build_view
+
+    # One direction measured, the other tester-limited: the figure is the measured one and says the other was not.
+    mixed = build_view(_ndr_run({(64, "forward"): 32_853.0, (64, "reverse"): None, (1400, "forward"): 13_255.0}))
+    ndr = next(h for h in mixed.labs[0].headlines if h.spec.key == "ndr")
+    assert (ndr.value, ndr.sets, ndr.scope, ndr.limited, ndr.tester_limited) == (32_853.0, 1, "64 B frames", 1, False)
+    assert ("NDR (64 B frames) 32,853 pps (no baseline; 1 parameter set tester-limited (≥ 35,000 pps, the "
+            "generator's limit), not in this figure)") in format_summary(mixed).replace("\n          ", " ")
+    # Every 64 B set tester-limited: the headline stays at 64 B (it does not slide to the 1400 B figure) and reads
+    # as a lower bound that is the generator's, in the terminal summary and on the report's first screen.
+    run = _ndr_run({(64, "forward"): None, (64, "reverse"): None, (1400, "forward"): 13_255.0})
+    view = build_view(run)
+    ndr = next(h for h in view.labs[0].headlines if h.spec.key == "ndr")
+    assert (ndr.scope, ndr.sets, ndr.limited, ndr.tester_limited, ndr.shown) == ("64 B frames", 0, 2, True,
+                                                                                 "≥ 35,000 pps")
+    text = format_summary(view).replace("\n          ", " ")
+    assert "NDR (64 B frames) ≥ 35,000 pps (tester-limited (2 parameter sets): no loss up to the generator's" in text
+    assert "13,255" not in text.split("check [parameters]")[0]  # the 1400 B number is not the headline
+    html = render_html(run)
+    headline = html[html.index('id="headline"'):html.index('id="failures"')]
+    card = headline[headline.rindex('<div class="fig', 0, headline.index('id="fig-emu-ndr"')):]
+    card = card[:card.index('id="fig-emu-pdr"')]
+    assert " limited" in card.split(">", 1)[0] and "≥ 35,000 pps" in card
+    assert "tester-limited: the generator's limit, not the datapath's" in card.replace("&#39;", "'")
+    assert "13,255" not in headline and "no baseline" not in card

@@ -97,6 +97,10 @@ def _headline(lab: LabView) -> str:
     parts = []
     for h in lab.headlines:
         change = h.change.describe() if h.change.kind not in ("new", "n/a") else "no baseline"
+        if h.tester_limited:
+            change = h.limited_text
+        elif h.limited:
+            change = f"{change}; {h.limited_text}"
         parts.append(f"{h.spec.title}{f' ({h.scope})' if h.scope else ''} {h.shown} ({change})")
     for s in lab.statuses:
         parts.append(f"{s.title}: {s.text}" + (f" ({s.detail})" if s.outcome == "passed" and s.detail else ""))

@@ -69,6 +69,11 @@ class HeadlineSpec:
     ``per``: a parameter whose values must not be mixed in one number (an NDR of 64-byte frames
     and one of 1518-byte frames have nothing to average): the figure is for the smallest value
     the run measured (CSIT's headline is the 64-byte NDR), and says so.
+
+    ``limit_metric``: what the check records instead of ``metric`` when the number was the tester's,
+    not the datapath's (``tester_limit_pps``, parameter ``goal`` = ``key``). Such a parameter set is
+    never part of the figure; the figure says how many there were, and when every set at the scope
+    was tester-limited it reads "≥ limit, tester-limited" and is never compared with a baseline.
     """
 
     key: str
@@ -79,6 +84,7 @@ class HeadlineSpec:
     note: str
     per: str | None = None
     per_unit: str = ""
+    limit_metric: str | None = None
 
 
 HEADLINES: tuple[HeadlineSpec, ...] = (
@@ -86,8 +92,10 @@ HEADLINES: tuple[HeadlineSpec, ...] = (
     HeadlineSpec("ping_rtt", "Flood ping rtt (avg)", "rtt_avg_ms", "test_flood_ping", "mean", "mean of"),
     HeadlineSpec("tcp", "TCP throughput", "throughput_gbps", "test_tcp_throughput", "mean", "mean of"),
     HeadlineSpec("udp", "UDP throughput", "throughput_gbps", "test_udp_loss", "mean", "mean of"),
-    HeadlineSpec("ndr", "NDR", "ndr_pps", None, "mean", "mean of", per="frame_size", per_unit="B frames"),
-    HeadlineSpec("pdr", "PDR", "pdr_pps", None, "mean", "mean of", per="frame_size", per_unit="B frames"),
+    HeadlineSpec("ndr", "NDR", "ndr_pps", None, "mean", "mean of", per="frame_size", per_unit="B frames",
+                 limit_metric="tester_limit_pps"),
+    HeadlineSpec("pdr", "PDR", "pdr_pps", None, "mean", "mean of", per="frame_size", per_unit="B frames",
+                 limit_metric="tester_limit_pps"),
 )
 
 
@@ -111,7 +119,16 @@ def headline_scope(results: Sequence[Result], spec: HeadlineSpec, lab: str) -> o
     """The value of ``spec.per`` the headline shows for this run (None: the figure mixes nothing)."""
     if spec.per is None:
         return None
-    return _smallest(r.params.get(spec.per) for r in _headline_results(results, spec, lab))
+    return _smallest(r.params.get(spec.per) for r in [*_headline_results(results, spec, lab),
+                                                        *tester_limited(results, spec, lab)])
+
+
+def tester_limited(results: Sequence[Result], spec: HeadlineSpec, lab: str, scope: object = None) -> list[Result]:
+    """The parameter sets of a headline whose number was the tester's limit (recorded as ``spec.limit_metric``)."""
+    if spec.limit_metric is None:
+        return []
+    return [r for r in results if r.lab == lab and r.name == spec.limit_metric and r.params.get("goal") == spec.key
+            and (scope is None or spec.per is None or r.params.get(spec.per) == scope)]
 
 
 def _headline_results(results: Sequence[Result], spec: HeadlineSpec, lab: str, scope: object = None) -> list[Result]:
@@ -290,10 +307,31 @@ class HeadlineView:
     spark: tuple[SparkPoint, ...]
     outcome: str  # worst outcome of the checks behind it ("passed", "failed", ...)
     scope: str = ""  # "64 B frames": the part of the measurements the figure is for (HeadlineSpec.per)
+    limited: int = 0  # parameter sets at this scope whose result was the tester's limit (not in ``value``)
+    limit: float = math.nan  # the smallest of those limits: the datapath lost nothing up to it
+
+    @property
+    def tester_limited(self) -> bool:
+        """Every parameter set was limited by the tester: the figure is a lower bound, not the datapath's."""
+        return self.sets == 0 and self.limited > 0
 
     @property
     def shown(self) -> str:
+        if self.tester_limited:
+            return f"≥ {fmt_value(self.limit, self.unit)}"
         return fmt_value(self.value, self.unit)
+
+    @property
+    def limited_text(self) -> str:
+        """What the tester limited, in words ("" when nothing was)."""
+        if not self.limited:
+            return ""
+        sets = f"{self.limited} parameter set{'s' if self.limited != 1 else ''}"
+        if self.tester_limited:
+            return (f"tester-limited ({sets}): no loss up to the generator's limit {fmt_value(self.limit, self.unit)};"
+                    " the datapath's figure is higher and was not measured")
+        return (f"{sets} tester-limited (≥ {fmt_value(self.limit, self.unit)}, the generator's limit), "
+                "not in this figure")
 
 
 @dataclass(frozen=True)
@@ -354,7 +392,8 @@ def _varying(results: Sequence[Result]) -> list[str]:
 
 
 #: The figures the terminal summary shows (besides any figure with a verdict): what people came for.
-KEY_METRICS = frozenset({"loss_pct", "rtt_avg_ms", "throughput_gbps", "ndr_pps", "pdr_pps",
+#: ``tester_limit_pps`` is there so a tester-limited NDR/PDR check is never "no key figures" on the terminal.
+KEY_METRICS = frozenset({"loss_pct", "rtt_avg_ms", "throughput_gbps", "ndr_pps", "pdr_pps", "tester_limit_pps",
                          "uplink_rx_minus_rep_tx", "rep_rx_minus_uplink_tx", "vq_completed_desc_delta"})
 
 
@@ -458,11 +497,12 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
         for spec in HEADLINES:
             scope = headline_scope(results, spec, lab)
             value, sets, unit, better = headline_value(results, spec, lab, scope=scope)
-            if sets == 0:
+            limits = tester_limited(results, spec, lab, scope)
+            if sets == 0 and not limits:
                 continue
             change = classify_change(spec.metric, None, value, better)
             mine = _headline_results(results, spec, lab, scope)
-            if base:  # compared on the parameter sets both runs measured, else the change means nothing
+            if base and sets:  # compared on the parameter sets both runs measured, else the change means nothing
                 common = ({(r.test_id, r.params_key) for r in mine}
                           & {(r.test_id, r.params_key) for r in _headline_results(base.results, spec, lab, scope)})
                 if common:
@@ -470,13 +510,16 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
                     new_value = headline_value(results, spec, lab, only=common)[0]
                     change = classify_change(spec.metric, base_value, new_value, better,
                                              tolerances_pct=tolerances, default_pct=default_pct)
-            tests = {r.test_id for r in mine}  # the checks behind this figure, not every check of the lab
+            tests = {r.test_id for r in [*mine, *limits]}  # the checks behind this figure, not every check of the lab
             behind = [o.outcome for o in outcomes if o.test_id in tests
                       or (spec.check is not None and check_name(o.test_id) == spec.check)]
             worst = min(behind, key=lambda x: OUTCOME_ORDER[x]) if behind else "passed"
-            headlines.append(HeadlineView(spec, value, unit, sets, change,
+            limited_sets = {(r.test_id, json.dumps({k: v for k, v in r.params.items() if k != "goal"}, sort_keys=True))
+                            for r in limits}
+            headlines.append(HeadlineView(spec, value, unit or (limits[0].unit if limits else ""), sets, change,
                                           tuple(ctx.sparks.get((lab, spec.key), ())), worst,
-                                          f"{scope} {spec.per_unit}".strip() if scope is not None else ""))
+                                          f"{scope} {spec.per_unit}".strip() if scope is not None else "",
+                                          len(limited_sets), min((r.value for r in limits), default=math.nan)))
         counts = dict.fromkeys(OUTCOME_ORDER, 0)
         for o in outcomes:
             counts[o.outcome] += 1
@@ -501,6 +544,6 @@ def verdict_text(v: Verdict) -> str:
 __all__ = [
     "HEADLINES", "Baseline", "CheckView", "FigureView", "HeadlineSpec", "HeadlineView", "LabView", "ReportContext",
     "RunView", "StatusFigure", "build_context", "build_view", "check_name", "first_line", "fmt_value",
-    "headline_scope", "param_id", "verdict_text",
+    "headline_scope", "param_id", "tester_limited", "verdict_text",
 ]
 
