@@ -13,8 +13,9 @@ setup:
 datapath: setup
 	$(PYTEST) -m datapath --lab $(LAB)
 
+# `nested` self-tests boot the seed's guests inside the vDPA lab VM (nested TCG, ~10 min each): make seed-tests
 selftest: setup
-	$(PYTEST) selftest
+	$(PYTEST) selftest -m "not nested"
 
 lab-tests: setup
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
@@ -23,7 +24,8 @@ qemu-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml
 
 seed-tests: setup
-	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa-seed.toml
+	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa-seed-libvirt.toml
+	$(PYTEST) selftest -m nested
 
 vdpa-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa.toml
@@ -31,7 +33,7 @@ vdpa-tests: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
-	$(PYTEST) selftest
+	$(PYTEST) selftest -m "not nested"
 	$(PYTEST) benchmarks/test_python_speed.py
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi
