@@ -6,7 +6,7 @@ subprocess (bring-up from nothing, the checks, teardown) with live logging: the 
 answered after T" lines give the boot-to-SSH times (both guests boot in parallel: the second one's time counts
 from the end of the first one's wait), the run's results.csv the ping rtt and TCP figures. Needs root.
 
-    .venv/bin/python benchmarks/bench_vdpa_seed.py [--lab labs/emulated-vdpa-seed.toml]
+    .venv/bin/python benchmarks/bench_vdpa_seed.py [--lab labs/emulated-vdpa-seed-libvirt.toml]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from benchmarks.bench_vdpa import Row, run_rows  # noqa: E402
 
-LAB = ROOT / "labs" / "emulated-vdpa-seed.toml"
+LAB = ROOT / "labs" / "emulated-vdpa-seed-libvirt.toml"
 RUN_TARGET_S = 900.0
 ANSWERED = re.compile(r"guest (\S+): SSH answered after ([\d.]+) (s|min)\b")
 
