@@ -6,7 +6,10 @@ them; ``set_mac`` and ``via_lab_host`` behave and are refused where they make no
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,8 @@ from vdpalab.guests import driver_for
 from vdpalab.layers.base import LayerContext
 from vdpalab.layers.guests import Guests
 
-LAB = Path(__file__).resolve().parent.parent / "labs" / "emulated-vdpa-seed.toml"
+ROOT = Path(__file__).resolve().parent.parent
+LAB = ROOT / "labs" / "emulated-vdpa-seed.toml"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +107,34 @@ def test_a_guest_that_exits_while_qmp_quits_it_is_not_signalled(lab: Lab, tmp_pa
     layer.journal.record("qemu:c77g153", 457)
     layer.driver(lab.guest[0]).stop()
     host.assert_done()  # exactly these commands: no kill -TERM / -KILL is scripted
+
+
+PROBE = """
+def pytest_collection_finish(session):
+    for item in session.items:
+        marker = item.get_closest_marker("timeout")
+        print("TIMEOUT", item.nodeid, marker.args[0] if marker else None)
+"""
+
+
+def test_its_boots_widen_each_lab_tests_timeout_and_nothing_else(lab: Lab, tmp_path: Path) -> None:
+    """The lab boots inside its first test's setup: 180 s for the lab VM plus 600 s per nested guest (waited for
+    one after the other) on top of the 300 s a test may take; a netns lab and a test without a lab keep 300 s (a
+    timeout ends pytest without teardown, which left this lab up half-way: no test may be cut while it boots)."""
+    assert lab.boot_waits_s == 180 + 600 + 600
+    assert load_lab(ROOT / "lab.toml").boot_waits_s == 0
+    (tmp_path / "timeout_probe.py").write_text(PROBE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "timeout_probe",
+         "--no-reports", "--lab", str(LAB), "--lab", "lab.toml", "tests_bringup/test_guests.py",
+         "selftest/test_config.py"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    timeouts = dict(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("TIMEOUT "))
+    seed = [v for k, v in timeouts.items() if k.startswith("tests_bringup/") and "[emu-vdpa-seed]" in k]
+    netns = [v for k, v in timeouts.items() if k.startswith("tests_bringup/") and "[emu]" in k]
+    plain = [v for k, v in timeouts.items() if k.startswith("selftest/")]
+    assert seed and set(seed) == {str(300.0 + 1380.0)}, timeouts
+    assert netns and set(netns) == {"None"} and plain and set(plain) == {"None"}, timeouts

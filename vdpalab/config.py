@@ -628,6 +628,15 @@ class Lab(Model):
     def representor_names(self) -> set[str]:
         return {rep for pf in self.pf for rep in pf.representors}
 
+    @property
+    def boot_waits_s(self) -> float:
+        """The longest bring-up may wait for things to boot: the lab VM, then each VM guest in turn (the guests
+        layer waits for them one after the other, each with its own ``boot_timeout_s``)."""
+        vm = self.emulated.vm if self.emulated is not None else None
+        return (vm.boot_timeout_s if vm is not None else 0.0) + sum(
+            g.boot_timeout_s for g in self.guest if isinstance(g, VmGuest)
+        )
+
     @overload
     def resolve(self, path: str) -> Path: ...
     @overload
