@@ -330,3 +330,16 @@ def test_the_browser_check_catches_console_errors_and_a_buried_headline(tmp_path
     assert inspect_page(hidden).element["visible"] is False
     assert inspect_page(hidden, selector="#nothing").element is None
 
+
+
+def test_an_absolute_band_covers_a_metric_whose_baseline_is_zero() -> None:
+    """0 % -> 0.4 % UDP loss has no relative band; the lab's ``noise_abs`` (lab.toml: 0.5 points) makes it noise,
+    in compare, the summary and the report alike, while a loss beyond it is still worse."""
+    absolute = dict(load_lab(ROOT / "lab.toml").reports.noise_abs)
+    assert classify_change("loss_pct", 0.0, 0.4, "lower").kind == "worse"
+    inside = classify_change("loss_pct", 0.0, 0.4, "lower", absolute=absolute)
+    assert inside.kind == "within noise" and inside.noise_source == f"±{absolute['loss_pct']:g} absolute lab tolerance"
+    assert classify_change("loss_pct", 0.0, 3.0, "lower", absolute=absolute).kind == "worse"
+    # a relative band wider than the absolute one still wins
+    assert classify_change("rtt_avg_ms", 1.0, 1.3, "lower", tolerances_pct={"rtt_avg_ms": 40},
+                           absolute={"rtt_avg_ms": 0.1}).kind == "within noise"

@@ -30,12 +30,14 @@ DAY = 86400.0
 T0 = 1_790_000_000.0
 TCP = "tests_datapath/test_iperf3.py::test_tcp_throughput[emu-forward-P1]"
 PING = "tests_datapath/test_ping.py::test_flood_ping[emu-56B-a_to_b]"
+UDP = "tests_datapath/test_iperf3.py::test_udp_loss[emu-forward]"
 
 
-def run_of(k: int, started: float, tcp: float | None, rtt: float) -> RunRecord:
+def run_of(k: int, started: float, tcp: float | None, rtt: float, loss: float = 0.0) -> RunRecord:
     """One run of lab.toml (its --lab is recorded, as pytest records it); ``tcp=None``: the TCP check failed."""
-    results = [Result("rtt_avg_ms", rtt, "ms", test_id=PING, lab=LAB, better="lower", params={"size": 56})]
-    outcomes = [TestOutcome(PING, "passed", 10.0, lab=LAB)]
+    results = [Result("rtt_avg_ms", rtt, "ms", test_id=PING, lab=LAB, better="lower", params={"size": 56}),
+               Result("loss_pct", loss, "%", test_id=UDP, lab=LAB, better="lower", params={"rate": "100M"})]
+    outcomes = [TestOutcome(PING, "passed", 10.0, lab=LAB), TestOutcome(UDP, "passed", 10.0, lab=LAB)]
     if tcp is None:
         outcomes.append(TestOutcome(TCP, "failed", 10.0, lab=LAB, message="iperf3 exited 1"))
     else:
@@ -48,12 +50,13 @@ def run_of(k: int, started: float, tcp: float | None, rtt: float) -> RunRecord:
 
 
 def history(tmp_path: Path, name: str, tcp: list[float | None], rtt: list[float] | None = None,
-            step: float = DAY) -> str:
+            step: float = DAY, loss: list[float] | None = None) -> str:
     url = f"sqlite:///{tmp_path / name}"
     rtt = rtt or [0.1] * len(tcp)
+    loss = loss or [0.0] * len(tcp)
     with HistoryStore(url) as store:
-        for k, (t, r) in enumerate(zip(tcp, rtt, strict=True)):
-            store.import_run(run_of(k, T0 + k * step, t, r))
+        for k, (t, r, lost) in enumerate(zip(tcp, rtt, loss, strict=True)):
+            store.import_run(run_of(k, T0 + k * step, t, r, lost))
     return url
 
 
@@ -64,9 +67,10 @@ def trend(url: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def five_percent_lab(tmp_path: Path) -> Path:
     path = tmp_path / "tight.toml"
-    text = re.sub(r"(?m)^noise_pct = \{[^}]*\}", "noise_pct = {}", (ROOT / "lab.toml").read_text())
+    text = re.sub(r"(?m)^noise_(pct|abs) = \{[^}]*\}", r"noise_\1 = {}", (ROOT / "lab.toml").read_text())
     path.write_text(text)
-    assert load_lab(path).reports.noise_pct == {} and load_lab(path).reports.default_noise_pct == 5.0
+    reports = load_lab(path).reports
+    assert reports.noise_pct == {} and reports.noise_abs == {} and reports.default_noise_pct == 5.0
     return path
 
 
@@ -74,12 +78,14 @@ def five_percent_lab(tmp_path: Path) -> Path:
 # TCP forward 2.17, 3.18, 2.31 Gbit/s; flood-ping rtt avg 0.468, 0.074, 0.12 ms.
 REAL_TCP: list[float | None] = [2.1736, 3.1808, 2.3088]
 REAL_RTT = [0.468, 0.074, 0.12]
+REAL_LOSS = [0.37341, 0.0, 0.39948]  # UDP loss at 100M of the same runs: a percent of 0 is no band
 
 
 def test_a_noisy_series_inside_the_labs_band_is_not_a_regression(tmp_path: Path) -> None:
     bands = load_lab(ROOT / "lab.toml").reports.noise_pct
     assert bands["throughput_gbps"] >= 40 and bands["rtt_avg_ms"] >= 70  # the moves above are inside them
-    url = history(tmp_path, "noisy.sqlite", REAL_TCP, REAL_RTT, step=60.0)
+    assert load_lab(ROOT / "lab.toml").reports.noise_abs["loss_pct"] >= 0.4
+    url = history(tmp_path, "noisy.sqlite", REAL_TCP, REAL_RTT, step=60.0, loss=REAL_LOSS)
     proc = trend(url, tmp_path / "t")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "lab emu: noise bands: lab.toml (the --lab of its newest run 20260002-000000-emu-000002)" in proc.stdout
@@ -91,14 +97,16 @@ def test_a_noisy_series_inside_the_labs_band_is_not_a_regression(tmp_path: Path)
     assert tight.returncode == 1, tight.stdout + tight.stderr
     assert "tight.toml (--lab-file) [reports] noise_pct, default ±5%" in tight.stdout
     assert f"{TCP} throughput_gbps [streams=1]: its newest group is a regression" in tight.stdout
+    assert f"{UDP} loss_pct [rate=100M]: its newest group is a regression" in tight.stdout
 
 
 def test_a_drop_outside_the_band_is_still_a_regression(tmp_path: Path) -> None:
-    url = history(tmp_path, "drop.sqlite", [*REAL_TCP, 0.6], [*REAL_RTT, 0.1], step=60.0)
+    url = history(tmp_path, "drop.sqlite", [*REAL_TCP, 0.6], [*REAL_RTT, 0.1], step=60.0, loss=[*REAL_LOSS, 3.0])
     proc = trend(url, tmp_path / "t")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "REGRESSION: 1 series regressed (exit 1):" in proc.stdout
+    assert "REGRESSION: 2 series regressed (exit 1):" in proc.stdout
     assert f"{TCP} throughput_gbps [streams=1]: its newest group is a regression" in proc.stdout
+    assert f"{UDP} loss_pct [rate=100M]: its newest group is a regression" in proc.stdout
 
 
 def test_a_level_beyond_the_band_after_a_failed_night_stays_a_regression(tmp_path: Path) -> None:

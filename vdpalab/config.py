@@ -538,6 +538,9 @@ class ReportSettings(Model):
     # trials to measure the spread from (percent of the baseline; compare, summary and report).
     default_noise_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
     noise_pct: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(default_factory=dict)
+    # An absolute band in the metric's own unit, for metrics whose baseline is often 0 (loss_pct: a percent
+    # of 0 is no band at all); the larger of it and the relative band applies.
+    noise_abs: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
 
 
 class LabVmSettings(Model):

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         store.resolve(args.run_a)  # an unknown run is one error line, before anything else is said
         noise, bands = bands_for_run(store, args.run_b, args.lab_file, who="run B")
         cmp = compare_runs(store, args.run_a, args.run_b, lab=args.lab, metric=args.metric, tolerances=tolerances,
-                           noise_pct=noise.pct, default_noise_pct=noise.default_pct)
+                           noise_pct=noise.pct, default_noise_pct=noise.default_pct, noise_abs=noise.absolute)
     print(bands)
     print(format_comparison(cmp))
     out = Path(args.out)

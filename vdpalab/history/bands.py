@@ -23,10 +23,12 @@ class NoiseBands:
     pct: dict[str, float] = field(default_factory=dict)
     default_pct: float = DEFAULT_NOISE_PCT
     source: str = ""  # "lab.toml (the --lab of run X)"; empty: the built-in default
+    absolute: dict[str, float] = field(default_factory=dict)  # [reports] noise_abs: in the metric's unit
 
     def band(self, metric: str, level: float) -> float:
         """Half-width, in the metric's unit, of the band around ``level`` inside which a change is noise."""
-        return noise_band(metric, level, tolerances_pct=self.pct, default_pct=self.default_pct)[0]
+        return noise_band(metric, level, tolerances_pct=self.pct, default_pct=self.default_pct,
+                          absolute=self.absolute)[0]
 
     def pct_of(self, metric: str) -> float:
         return self.pct.get(metric, self.default_pct)
@@ -34,7 +36,9 @@ class NoiseBands:
     def describe(self) -> str:
         if not self.source:
             return f"±{self.default_pct:g}% default"
-        return f"{self.source} [reports] noise_pct, default ±{self.default_pct:g}%"
+        absolute = f", noise_abs {', '.join(f'{k} ±{v:g}' for k, v in sorted(self.absolute.items()))}" \
+            if self.absolute else ""
+        return f"{self.source} [reports] noise_pct, default ±{self.default_pct:g}%{absolute}"
 
 
 def lab_file_of_run(store: HistoryStore, ref: str, problems: list[str] | None = None) -> str | None:
@@ -59,7 +63,8 @@ def lab_file_of_run(store: HistoryStore, ref: str, problems: list[str] | None = 
 
 def bands_from_file(path: str, how: str) -> NoiseBands:
     settings = load_lab(path).reports
-    return NoiseBands(dict(settings.noise_pct), settings.default_noise_pct, f"{path} ({how})")
+    return NoiseBands(dict(settings.noise_pct), settings.default_noise_pct, f"{path} ({how})",
+                      dict(settings.noise_abs))
 
 
 def bands_for_run(store: HistoryStore, ref: str, lab_file: str | None = None, who: str = ""

@@ -6,7 +6,9 @@ noise; below that it is ``within noise``. The noise band is, in order:
 * the spread of the trials, when either run measured the series more than once: twice the
   larger sample standard deviation of the trial values (about a 95% band for normal noise);
 * else a relative tolerance for the metric from the lab file (``[reports.noise_pct]``),
-  else ``DEFAULT_NOISE_PCT`` (5%) of the baseline value.
+  else ``DEFAULT_NOISE_PCT`` (5%) of the baseline value;
+* never narrower than the lab file's absolute band for the metric (``[reports.noise_abs]``, in
+  the metric's unit): a loss of 0 % has no relative band, and 0 -> 0.02 % loss is not "worse".
 
 Two back-to-back runs of the same lab differ by several percent in throughput (one sample
 each): calling that "worse" would make every report cry wolf.
@@ -73,8 +75,18 @@ def noise_band(
     new_trials: Sequence[float] = (),
     tolerances_pct: Mapping[str, float] | None = None,
     default_pct: float = DEFAULT_NOISE_PCT,
+    absolute: Mapping[str, float] | None = None,
 ) -> tuple[float, str]:
     """Half-width of the band inside which a difference is noise, and where it comes from."""
+    band, source = _relative_band(metric, base, base_trials, new_trials, tolerances_pct, default_pct)
+    floor = (absolute or {}).get(metric)
+    if floor is not None and floor > band:
+        return floor, f"±{floor:g} absolute lab tolerance"
+    return band, source
+
+
+def _relative_band(metric: str, base: float, base_trials: Sequence[float], new_trials: Sequence[float],
+                   tolerances_pct: Mapping[str, float] | None, default_pct: float) -> tuple[float, str]:
     spreads = [statistics.stdev(t) for t in (_clean(base_trials), _clean(new_trials)) if len(t) >= 2]
     if spreads:
         n = max(len(_clean(base_trials)), len(_clean(new_trials)))
@@ -95,6 +107,7 @@ def classify_change(
     new_trials: Sequence[float] = (),
     tolerances_pct: Mapping[str, float] | None = None,
     default_pct: float = DEFAULT_NOISE_PCT,
+    absolute: Mapping[str, float] | None = None,
 ) -> Change:
     """The one classification: better / worse / within noise (or same, changed, new, missing, n/a)."""
     base = None if base is None or math.isnan(base) else float(base)
@@ -107,7 +120,7 @@ def classify_change(
         return Change("missing", base, None)
     if value == base:
         return Change("same", base, value)
-    noise, source = noise_band(metric, base, base_trials, new_trials, tolerances_pct, default_pct)
+    noise, source = noise_band(metric, base, base_trials, new_trials, tolerances_pct, default_pct, absolute)
     if abs(value - base) <= noise:
         return Change("within noise", base, value, noise, source)
     if better not in ("higher", "lower"):

@@ -100,6 +100,7 @@ def compare_results(
     tolerances: Mapping[str, Tolerance] | None = None,
     noise_pct: Mapping[str, float] | None = None,
     default_noise_pct: float = DEFAULT_NOISE_PCT,
+    noise_abs: Mapping[str, float] | None = None,
 ) -> Comparison:
     sa = {k: v for k, v in _mean_by_series(results_a).items() if _matches(k[0], lab) and _matches(k[2], metric)}
     sb = {k: v for k, v in _mean_by_series(results_b).items() if _matches(k[0], lab) and _matches(k[2], metric)}
@@ -112,7 +113,7 @@ def compare_results(
         delta = rb.value - ra.value
         pct = delta / abs(ra.value) * 100.0 if ra.value not in (0.0,) and not math.isnan(ra.value) else math.nan
         moved = classify_change(key[2], ra.value, rb.value, direction, base_trials=sa[key][1], new_trials=sb[key][1],
-                                tolerances_pct=noise_pct, default_pct=default_noise_pct)
+                                tolerances_pct=noise_pct, default_pct=default_noise_pct, absolute=noise_abs)
         change = moved.kind
         params = ", ".join(f"{k}={v}" for k, v in sorted(rb.params.items()))
         rows.append({

@@ -18,7 +18,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vdpalab.history.change import DEFAULT_NOISE_PCT, Change, classify_change
 from vdpalab.results import Result, RunRecord, TestOutcome, Verdict, ran_anything
@@ -179,9 +179,23 @@ class ReportContext:
     noise_pct: dict[str, dict[str, float]] = field(default_factory=dict)  # lab -> metric -> percent
     default_noise_pct: dict[str, float] = field(default_factory=dict)  # lab -> percent
     trend_href: str | None = None
+    noise_abs: dict[str, dict[str, float]] = field(default_factory=dict)  # lab -> metric -> the metric's unit
 
-    def tolerances(self, lab: str) -> tuple[Mapping[str, float], float]:
-        return self.noise_pct.get(lab, {}), self.default_noise_pct.get(lab, DEFAULT_NOISE_PCT)
+    def tolerances(self, lab: str) -> Tolerances:
+        return Tolerances(self.noise_pct.get(lab, {}), self.default_noise_pct.get(lab, DEFAULT_NOISE_PCT),
+                          self.noise_abs.get(lab, {}))
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """One lab's noise bands, as ``classify_change`` takes them."""
+
+    pct: Mapping[str, float]
+    default_pct: float
+    absolute: Mapping[str, float]
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"tolerances_pct": self.pct, "default_pct": self.default_pct, "absolute": self.absolute}
 
 
 #: pick_baseline's reasons, as the report and the summary say them.
@@ -197,10 +211,12 @@ def build_context(
     noise_pct: Mapping[str, Mapping[str, float]] | None = None,
     default_noise_pct: Mapping[str, float] | None = None,
     trend_href: str | None = None,
+    noise_abs: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ReportContext:
     """Look up what the report and the summary need from the history (nothing when there is none)."""
     ctx = ReportContext(noise_pct={k: dict(v) for k, v in (noise_pct or {}).items()},
-                        default_noise_pct=dict(default_noise_pct or {}), trend_href=trend_href)
+                        default_noise_pct=dict(default_noise_pct or {}), trend_href=trend_href,
+                        noise_abs={k: dict(v) for k, v in (noise_abs or {}).items()})
     if store is None:
         return ctx
     from vdpalab.history.baseline import pick_baseline
@@ -408,8 +424,7 @@ def terminal_figure(figure: FigureView) -> bool:
 
 
 def _figures(results: Sequence[Result], verdicts: Mapping[tuple[str, str, str], list[Verdict]],
-             baseline: Mapping[tuple[str, str, str], list[Result]], tolerances: Mapping[str, float],
-             default_pct: float) -> list[FigureView]:
+             baseline: Mapping[tuple[str, str, str], list[Result]], tolerances: Tolerances) -> list[FigureView]:
     by_metric: dict[str, list[Result]] = defaultdict(list)
     for r in results:
         by_metric[r.name].append(r)
@@ -430,7 +445,7 @@ def _figures(results: Sequence[Result], verdicts: Mapping[tuple[str, str, str], 
             base_values = [b.value for b in base]
             change = classify_change(
                 metric, _agg(base_values, "mean") if base else None, _agg(values, "mean"), first.direction,
-                base_trials=base_values, new_trials=values, tolerances_pct=tolerances, default_pct=default_pct)
+                base_trials=base_values, new_trials=values, **tolerances.kwargs())
             detail = ", ".join(f"{k}={first.params.get(k)}" for k in varying)
             out.append(FigureView(metric, detail, _agg(values, "mean"), first.unit, first.direction, len(trials),
                                   tuple(these), change))
@@ -468,7 +483,7 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
     for lab in run.labs or [""]:
         results = [r for r in run.results if r.lab == lab or not lab]
         outcomes = [o for o in run.outcomes if o.lab == lab or not lab]
-        tolerances, default_pct = ctx.tolerances(lab)
+        tolerances = ctx.tolerances(lab)
         base = ctx.baselines.get(lab)
         base_by: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
         for r in base.results if base else ():
@@ -484,12 +499,12 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
         seen = set()
         for o in outcomes:
             seen.add(o.test_id)
-            figures = _figures(by_test.get(o.test_id, []), verdicts, base_by, tolerances, default_pct)
+            figures = _figures(by_test.get(o.test_id, []), verdicts, base_by, tolerances)
             checks.append(CheckView(lab, check_name(o.test_id), param_id(o.test_id, lab), o.test_id, o.outcome,
                                     o.message, o.duration, o.diagnostics, tuple(figures)))
         for test_id, items in by_test.items():  # results of a test whose outcome was not recorded
             if test_id not in seen:
-                figures = _figures(items, verdicts, base_by, tolerances, default_pct)
+                figures = _figures(items, verdicts, base_by, tolerances)
                 checks.append(CheckView(lab, check_name(test_id), param_id(test_id, lab), test_id, "error",
                                         "no outcome was recorded for this test", 0.0, {}, tuple(figures)))
         checks.sort(key=lambda c: (0 if c.bad else 1, OUTCOME_ORDER.get(c.outcome, 9), c.check, c.params))
@@ -509,7 +524,7 @@ def build_view(run: RunRecord, context: ReportContext | None = None) -> RunView:
                     base_value = headline_value(base.results, spec, lab, only=common)[0]
                     new_value = headline_value(results, spec, lab, only=common)[0]
                     change = classify_change(spec.metric, base_value, new_value, better,
-                                             tolerances_pct=tolerances, default_pct=default_pct)
+                                             **tolerances.kwargs())
             tests = {r.test_id for r in [*mine, *limits]}  # the checks behind this figure, not every check of the lab
             behind = [o.outcome for o in outcomes if o.test_id in tests
                       or (spec.check is not None and check_name(o.test_id) == spec.check)]
