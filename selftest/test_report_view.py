@@ -343,3 +343,19 @@ def test_an_absolute_band_covers_a_metric_whose_baseline_is_zero() -> None:
     # a relative band wider than the absolute one still wins
     assert classify_change("rtt_avg_ms", 1.0, 1.3, "lower", tolerances_pct={"rtt_avg_ms": 40},
                            absolute={"rtt_avg_ms": 0.1}).kind == "within noise"
+
+
+def test_a_report_rebuilt_from_the_history_compares_as_the_runs_own_did(history, tmp_path: Path) -> None:
+    """``vdpalab report RUN`` rebuilds report.html with the baseline the history had then (the good run
+    before it) and says which noise bands it used, instead of a report with "No baseline"."""
+    url, good, bad = history
+    proc = _vdpalab("report", "latest", "--db", url, "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert "noise bands: ±5% default (run 20260102-000000-emu-bbbbbb names no lab file that is here" in proc.stdout
+    html = (tmp_path / "r" / bad.run_id / "report.html").read_text()
+    assert f"Compared with the last good run <code>{good.run_id}</code>" in html and "No baseline" not in html
+    assert 'href="../trend/index.html"' in html
+    # the older run had no earlier good run: its rebuilt report says so, it is not compared with the newer one
+    proc = _vdpalab("report", good.run_id, "--db", url, "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert "No baseline" in (tmp_path / "r" / good.run_id / "report.html").read_text()

@@ -269,7 +269,8 @@ def test_a_tester_limited_ndr_reads_as_the_generators_limit_never_as_the_datapat
     assert (ndr.scope, ndr.sets, ndr.limited, ndr.tester_limited, ndr.shown) == ("64 B frames", 0, 2, True,
                                                                                  "≥ 35,000 pps")
     text = format_summary(view).replace("\n          ", " ")
-    assert "NDR (64 B frames) ≥ 35,000 pps (tester-limited (2 parameter sets): no loss up to the generator's" in text
+    assert ("NDR (64 B frames) ≥ 35,000 pps (tester-limited (2 parameter sets): no loss up to the generator's limit "
+            "35,000 pps; the datapath's figure is at least that and was not measured)") in text
     assert "13,255" not in text.split("check [parameters]")[0]  # the 1400 B number is not the headline
     html = render_html(run)
     headline = html[html.index('id="headline"'):html.index('id="failures"')]
@@ -277,4 +278,5 @@ def test_a_tester_limited_ndr_reads_as_the_generators_limit_never_as_the_datapat
     card = card[:card.index('id="fig-emu-pdr"')]
     assert " limited" in card.split(">", 1)[0] and "≥ 35,000 pps" in card
     assert "tester-limited: the generator's limit, not the datapath's" in card.replace("&#39;", "'")
-    assert "13,255" not in headline and "no baseline" not in card
+    assert "13,255" not in headline and "no baseline" not in card and "first run of this figure" not in card
+    assert "no datapath figure in this run" in card

@@ -3,6 +3,8 @@
 RUN may be a run id (or prefix, ``latest``, ``latest~N``) looked up in the store, or a
 run directory ``reports/<run-id>``; a directory whose run is not in the store is rebuilt
 from its own metadata.json and results.csv (charts of raw samples need the store).
+From the store, the report is compared as the run's own was: with the baseline the history had
+then, under the noise bands of the lab file the run was run with (``vdpalab.history.bands``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import json
 import sys
 from pathlib import Path
 
+from vdpalab.history.bands import bands_for_run
 from vdpalab.history.store import HistoryError, HistoryStore, display_url
 from vdpalab.reports import write_reports
 from vdpalab.reports.meta import load_run_dir
+from vdpalab.reports.view import TREND_HREF, ReportContext, build_context
 from vdpalab.results import RunRecord
 
 
@@ -58,10 +62,23 @@ def load(ref: str, db: str | None) -> tuple[RunRecord, str | None, Path | None]:
         raise
 
 
+def context_of(record: RunRecord, url: str | None) -> ReportContext | None:
+    """Baseline, sparklines and noise bands for a report rebuilt from the store (None: no store)."""
+    if url is None:
+        return None
+    with HistoryStore(url, create=False) as store:
+        bands, said = bands_for_run(store, record.run_id)
+        print(said)
+        labs = record.labs
+        return build_context(store, record, noise_pct={lab: bands.pct for lab in labs},
+                             default_noise_pct=dict.fromkeys(labs, bands.default_pct),
+                             noise_abs={lab: bands.absolute for lab in labs}, trend_href=TREND_HREF)
+
+
 def run(args: argparse.Namespace) -> int:
     record, url, run_dir = load(args.run, args.db)
     out = Path(args.out) if args.out else (run_dir.resolve().parent if run_dir else Path("reports"))
-    paths = write_reports(record, out, history_url=url)
+    paths = write_reports(record, out, history_url=url, context=context_of(record, url))
     source = display_url(url) if url else f"{run_dir}/ (metadata.json + results.csv)"
     counts = record.counts()
     print(f"run {record.run_id} ({record.status}): {counts['passed']} passed, {counts['failed']} failed, "

@@ -198,6 +198,8 @@ class Tolerances:
         return {"tolerances_pct": self.pct, "default_pct": self.default_pct, "absolute": self.absolute}
 
 
+TREND_HREF = "../trend/index.html"  # `vdpalab trend` writes reports/trend/ next to the run directories
+
 #: pick_baseline's reasons, as the report and the summary say them.
 HOW = {"explicit": "chosen run (--baseline-run)", "pinned": "pinned run", "last-good": "last good run",
        "last-good's baseline": "baseline of the last good run"}
@@ -345,7 +347,7 @@ class HeadlineView:
         sets = f"{self.limited} parameter set{'s' if self.limited != 1 else ''}"
         if self.tester_limited:
             return (f"tester-limited ({sets}): no loss up to the generator's limit {fmt_value(self.limit, self.unit)};"
-                    " the datapath's figure is higher and was not measured")
+                    " the datapath's figure is at least that and was not measured")
         return (f"{sets} tester-limited (≥ {fmt_value(self.limit, self.unit)}, the generator's limit), "
                 "not in this figure")
 
@@ -557,7 +559,7 @@ def verdict_text(v: Verdict) -> str:
 
 
 __all__ = [
-    "HEADLINES", "Baseline", "CheckView", "FigureView", "HeadlineSpec", "HeadlineView", "LabView", "ReportContext",
+    "HEADLINES", "TREND_HREF", "Baseline", "CheckView", "FigureView", "HeadlineSpec", "HeadlineView", "LabView", "ReportContext",
     "RunView", "StatusFigure", "build_context", "build_view", "check_name", "first_line", "fmt_value",
     "headline_scope", "param_id", "tester_limited", "verdict_text",
 ]
