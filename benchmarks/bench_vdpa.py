@@ -63,7 +63,7 @@ def bench_image(first: bool = True) -> list[Row]:
 
 def _results(reports: Path) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
-    for path in reports.glob("*/results.csv"):
+    for path in sorted({p.resolve() for p in reports.glob("*/results.csv")}):  # "latest" links to a run
         with open(path, newline="") as fh:
             rows += list(csv.DictReader(fh))
     return rows

@@ -138,3 +138,64 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+class _BatchingHost(LocalHost):
+    """A LocalHost that batches prefetched reads, as SSHHost does (the mechanism is the base class's)."""
+
+    batches_reads = True
+
+
+def test_prefetch_runs_reads_once_and_each_result_is_the_commands_own(tmp_path: Path) -> None:
+    reads = [
+        "echo out; echo err >&2; exit 3",
+        "printf 'no newline'",
+        ["printf", "%s\n", "a b", "# not a comment)"],
+        f"cat {tmp_path}/counter 2>/dev/null || echo none",
+        "cat",  # stdin is closed in a batch: EOF, not a hang
+    ]
+    plain = LocalHost("plain", command_timeout=10)
+    want = [plain.run(c) for c in reads]
+    host = _BatchingHost("batching", command_timeout=10)
+    host.prefetch(reads)
+    (tmp_path / "counter").write_text("written after the prefetch\n")
+    got = [host.run(c) for c in reversed(reads)][::-1]
+    assert [(r.rc, r.stdout, r.stderr) for r in got] == [(r.rc, r.stdout, r.stderr) for r in want]
+    assert got[3].stdout == "none\n"  # it ran in the batch, before the file existed
+    ran = [e.command for e in host.history.entries() if e.duration > 0]
+    assert len(ran) == 1 and "vdpalab-batch-" in ran[0]  # one round trip for five reads
+
+
+def test_a_command_that_was_not_prefetched_drops_the_rest(tmp_path: Path) -> None:
+    host = _BatchingHost("batching", command_timeout=10)
+    marker = tmp_path / "m"
+    host.prefetch([f"cat {marker} 2>/dev/null || echo none", "true"])
+    host.run(f"echo changed > {marker}")  # may change what the reads see
+    assert host.run(f"cat {marker} 2>/dev/null || echo none").stdout == "changed\n"
+    host.prefetch(["echo a", "echo b"])
+    host.run("echo fed", stdin="x")  # a command fed stdin is never taken from the batch, and drops it
+    assert host._prefetched == {}
+
+
+def test_prefetch_is_plain_runs_where_the_backend_does_not_batch(host: LocalHost) -> None:
+    host.prefetch(["echo a", "echo b"])
+    assert host.history.entries() == [] and host.run("echo a").stdout == "a\n"
+
+
+def test_exit_ends_only_its_own_read_and_a_batch_that_times_out_leaves_nothing() -> None:
+    host = _BatchingHost("batching", command_timeout=10)
+    host.prefetch(["exit 7; echo never", "echo after"])
+    assert host.run("exit 7; echo never").rc == 7 and host.run("echo after").stdout == "after\n"
+    host.prefetch(["echo one", "sleep 5"], timeout=0.5)  # the batch is cut: nothing kept, no error
+    assert host._prefetched == {}
+    assert [e.outcome for e in host.history.entries()][-1] == "timeout"
+
+
+def test_a_second_prefetch_keeps_the_first_and_sends_only_new_reads() -> None:
+    host = _BatchingHost("batching", command_timeout=10)
+    host.prefetch(["echo a", "echo b", "echo c"])  # as a layer's verify, before its probe prefetches again
+    host.prefetch(["echo a", "echo b"])
+    host.prefetch(["echo a", "echo d"])
+    assert [host.run(f"echo {x}").stdout for x in "abcd"] == ["a\n", "b\n", "c\n", "d\n"]
+    batches = [e.command for e in host.history.entries() if "vdpalab-batch-" in e.command]
+    assert len(batches) == 2 and "echo d" in batches[1] and "echo a" not in batches[1]

@@ -25,6 +25,8 @@ Labs without a vDPA bus skip with the vdpa layer's reason.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from fixtures.lab_session import GuestPair
@@ -33,15 +35,18 @@ from vdpalab.evidence import (
     VSTATS_QUEUES,
     LogMarker,
     VdpaDeviceRef,
+    bus_facts_reads,
     guest_tx_packets,
     judge_bus_evidence,
     judge_vdpa_evidence,
     needs_vstats,
+    port_facts_reads,
     read_bus_facts,
     read_kernel_log,
     read_port_facts,
     read_vstats,
     take_marker,
+    vstats_argv,
 )
 from vdpalab.hosts.base import Host
 from vdpalab.traffic.ping import PingSpec, run_ping
@@ -71,16 +76,24 @@ def test_vdpa_evidence(lab: Lab, vdpa_layer, lab_host: Host, guests: GuestPair, 
     fallback = needs_vstats(devices, events)
     users = {lab.vdpa_device_name(g.settings.vdpa_device): g for g in (guests.a, guests.b)
              if getattr(g.settings, "vdpa_device", None)}  # by device name (a VM guest may name its chardev)
-    ports_before = {n: read_port_facts(lab_host, g.settings.representor) for n, g in users.items()
-                    if g.settings.representor}
+    ports = {n: g.settings.representor for n, g in users.items() if g.settings.representor}
+    lab_host.prefetch([r for p in ports.values() for r in port_facts_reads(p)])  # one round trip where it batches
+    ports_before = {n: read_port_facts(lab_host, p) for n, p in ports.items()}
     sent_before = {n: guest_tx_packets(g.host, g.settings.interface) for n, g in users.items()}
     before = {(d.name, q): read_vstats(lab_host, d.name, q) for d in fallback for q in VSTATS_QUEUES}
-    runs = [run_ping(src.host, PingSpec(dst.address, count=300, deadline_s=30, flood=False, interval_s=0.01))
-            for src, dst in ((guests.a, guests.b), (guests.b, guests.a))]
+    with ThreadPoolExecutor(2) as pool:  # both directions at once: each device carries both guests' pings
+        runs = list(pool.map(
+            lambda pair: run_ping(pair[0].host, PingSpec(pair[1].address, count=300, deadline_s=30, flood=False,
+                                                         interval_s=0.01)),
+            ((guests.a, guests.b), (guests.b, guests.a))))  # fmt: skip
     traffic = "; ".join(f"{r.label}: {r.stats.received if r.stats else 0} replies" for r in runs)
     after = {(d.name, q): read_vstats(lab_host, d.name, q) for d in fallback for q in VSTATS_QUEUES}
     sent = {n: (a - b) if (a := guest_tx_packets(users[n].host, users[n].settings.interface)) is not None
             and (b := sent_before[n]) is not None else None for n in users}
+    vduse = [d.name for d in lab.vdpa.devices if d.vf_pci is None]
+    lab_host.prefetch([*(r for p in ports.values() for r in port_facts_reads(p)), OVS_LOG,
+                       *(r for d in lab.vdpa.devices for r in bus_facts_reads(d.name)),
+                       *(vstats_argv(name, 0) for name in vduse)])  # fmt: skip
     ports_after = {n: read_port_facts(lab_host, p.port) for n, p in ports_before.items()}
     ovs_lines = lab_host.run(OVS_LOG, timeout=15).stdout.splitlines()
     report = judge_vdpa_evidence(devices, events, before, after, marker=marker.describe(), ovs_lines=ovs_lines)
@@ -95,7 +108,7 @@ def test_vdpa_evidence(lab: Lab, vdpa_layer, lab_host: Host, guests: GuestPair, 
         logged = by_log.get(dev.name)
         if logged is not None and logged.ok:
             ev.held.append(logged.source)
-        if dev.vf_pci is None:  # a parent without a VF (VDUSE): say whether it has vstats at all
+        if dev.name in vduse:  # a parent without a VF (VDUSE): say whether it has vstats at all
             vstats = read_vstats(lab_host, dev.name, 0)
             ev.details.append(f"vstats: {vstats if isinstance(vstats, str) else 'available'}")
         verdicts.append(ev)

@@ -93,6 +93,10 @@ def last_dmesg_timestamp(text: str) -> float | None:
     return None
 
 
+JOURNAL_CURSOR = "journalctl --show-cursor -n 0 -o short --no-pager"
+DMESG_LAST = "dmesg | tail -n 1"
+
+
 def take_marker(host: Host, timeout: float = SHORT) -> LogMarker:
     """Mark the end of the kernel log now; call before the guests start (before bring-up).
 
@@ -101,12 +105,13 @@ def take_marker(host: Host, timeout: float = SHORT) -> LogMarker:
     for a missing tool; a host that cannot be reached raises ``HostError``.
     """
     notes: list[str] = []
-    result = host.run("journalctl --show-cursor -n 0 -o short --no-pager", timeout=timeout)
+    host.prefetch([JOURNAL_CURSOR, DMESG_LAST], timeout=timeout)  # one round trip where the host batches reads
+    result = host.run(JOURNAL_CURSOR, timeout=timeout)
     cursor = parse_cursor(result.stdout)
     if cursor:
         return LogMarker("journal", cursor, host.name)
     notes.append(f"journalctl gave no cursor ({(result.stdout + result.stderr).strip()[:120] or f'rc={result.rc}'})")
-    result = host.run("dmesg | tail -n 1", timeout=timeout)
+    result = host.run(DMESG_LAST, timeout=timeout)
     if result.ok:
         ts = last_dmesg_timestamp(result.stdout)
         if ts is not None:
@@ -392,6 +397,12 @@ class BusFacts:
     problems: tuple[str, ...] = ()  # commands that failed or printed what the parsers could not read
 
 
+def bus_facts_reads(device: str) -> list[list[str]]:
+    """The commands ``read_bus_facts`` runs (for a caller that prefetches them with other reads)."""
+    return [["vdpa", "-j", "dev", "show", device], ["vdpa", "-j", "dev", "config", "show", device],
+            ["readlink", f"/sys/bus/vdpa/devices/{device}/driver"]]  # fmt: skip
+
+
 def read_bus_facts(host: Host, device: str, timeout: float = SHORT) -> BusFacts:
     """What the bus says about ``device`` now (read after the guest driver came up: features are negotiated)."""
     from vdpalab.parsers.vdpa import parse_vdpa_config, parse_vdpa_dev
@@ -399,7 +410,9 @@ def read_bus_facts(host: Host, device: str, timeout: float = SHORT) -> BusFacts:
     problems: list[str] = []
     mgmtdev = driver = None
     features: tuple[str, ...] = ()
-    shown = host.run(["vdpa", "-j", "dev", "show", device], timeout=timeout)
+    show_argv, config_argv, link_argv = bus_facts_reads(device)
+    host.prefetch([show_argv, config_argv, link_argv], timeout=timeout)
+    shown = host.run(show_argv, timeout=timeout)
     try:
         dev = parse_vdpa_dev(shown.stdout).devs.get(device) if shown.ok else None
         mgmtdev = dev.mgmtdev if dev else None
@@ -407,13 +420,13 @@ def read_bus_facts(host: Host, device: str, timeout: float = SHORT) -> BusFacts:
         problems.append(f"vdpa -j dev show {device}: {exc}")
     if not shown.ok:
         problems.append(f"vdpa -j dev show {device} rc={shown.rc}: {shown.stderr.strip()[:160]}")
-    config = host.run(["vdpa", "-j", "dev", "config", "show", device], timeout=timeout)
+    config = host.run(config_argv, timeout=timeout)
     try:
         conf = parse_vdpa_config(config.stdout).devs.get(device) if config.ok else None
         features = tuple(conf.negotiated_features) if conf else ()
     except ParseError as exc:
         problems.append(f"vdpa -j dev config show {device}: {exc}")
-    link = host.run(["readlink", f"/sys/bus/vdpa/devices/{device}/driver"], timeout=timeout)
+    link = host.run(link_argv, timeout=timeout)
     if link.ok and link.stdout.strip():
         driver = link.stdout.strip().rstrip("/").rsplit("/", 1)[-1]
     return BusFacts(device, mgmtdev, driver, features, tuple(problems))
@@ -428,12 +441,19 @@ class PortFacts:
     statistics: dict[str, str]
 
 
+def port_facts_reads(port: str) -> list[list[str]]:
+    """The commands ``read_port_facts`` runs (for a caller that prefetches them with other reads)."""
+    return [["ovs-vsctl", "get", "Interface", port, column] for column in ("status", "statistics")]
+
+
 def read_port_facts(host: Host, port: str, timeout: float = SHORT) -> PortFacts:
     from vdpalab.parsers.ovs import parse_ovsdb_map
 
     maps = []
-    for column in ("status", "statistics"):
-        result = host.run(["ovs-vsctl", "get", "Interface", port, column], timeout=timeout)
+    reads = port_facts_reads(port)
+    host.prefetch(reads, timeout=timeout)
+    for argv in reads:
+        result = host.run(argv, timeout=timeout)
         try:
             maps.append(parse_ovsdb_map("ovs-vsctl get", result.stdout.strip(), 1, result.stdout) if result.ok else {})
         except ParseError:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import shlex
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -90,6 +92,28 @@ class CommandHistory(logging.Handler):
             self.release()
 
 
+def batch_script(commands: Sequence[str], token: str) -> str:
+    """One shell text that runs ``commands`` in turn, each in a subshell with no stdin, and after each prints
+    ``@@TOKEN RC@@`` on stdout and ``@@TOKEN@@`` on stderr (own lines), so ``split_batch`` can take it apart."""
+    parts = [
+        f"(\n{cmd}\n) </dev/null; printf '\\n@@%s %d@@\\n' {token} $?; printf '\\n@@%s@@\\n' {token} >&2"
+        for cmd in commands
+    ]
+    return "\n".join(parts)
+
+
+def split_batch(batch: CommandResult, commands: Sequence[str], token: str) -> list[CommandResult] | None:
+    """Each command's own result out of a ``batch_script`` run; None when the batch did not run to its end."""
+    out = re.split(rf"\n@@{token} (\d+)@@\n", batch.stdout)
+    err = re.split(rf"\n@@{token}@@\n", batch.stderr)
+    if len(out) != 2 * len(commands) + 1 or len(err) != len(commands) + 1:
+        return None
+    return [
+        CommandResult(batch.host, cmd, int(out[2 * i + 1]), out[2 * i], err[i], batch.started, batch.duration)
+        for i, cmd in enumerate(commands)
+    ]
+
+
 def _outcome(exc: BaseException) -> str:
     if isinstance(exc, CommandTimeout):
         return "timeout"
@@ -135,6 +159,10 @@ class Host(ABC):
     name: str
     default_timeout: float = 60.0
     sudo_all: bool = False
+    #: whether ``prefetch`` sends its reads in one round trip: True where each command costs a round trip that
+    #: is worth saving (SSH: a channel, a shell, and on a TCG VM up to a second); local and scripted hosts keep
+    #: False, so every command still runs (and is scripted) on its own where it is asked for
+    batches_reads: bool = False
 
     def __init__(self, name: str, default_timeout: float = 60.0, sudo: bool = False) -> None:
         self.name = name
@@ -143,6 +171,51 @@ class Host(ABC):
         self.history = CommandHistory()
         self.command_log = own_logger(log, name)
         self.command_log.addHandler(self.history)
+        self._prefetched: dict[str, CommandResult] = {}
+        self._prefetch_lock = threading.Lock()
+
+    def _final(self, cmd: Command, sudo: bool, env: Mapping[str, str] | None = None) -> str:
+        """The shell text ``run`` sends for ``cmd``: with ``env`` exported first and sudo where it is needed."""
+        command = to_shell(cmd)
+        if env:
+            # exported first, so that the whole shell text (not only its first command) sees them
+            bad = [k for k in env if not _ENV_NAME.fullmatch(k)]
+            if bad:
+                raise ValueError(f"{self.name}: invalid environment variable name(s) {bad!r}")
+            command = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "; " + command
+        if (sudo or self.sudo_all) and self.needs_sudo():
+            command = "sudo -n sh -c " + shlex.quote(command)
+        return command
+
+    def prefetch(self, cmds: Sequence[Command], *, timeout: float | None = None, sudo: bool = False) -> None:
+        """Run read-only ``cmds`` now, in one round trip where the backend ``batches_reads``.
+
+        The next ``run`` of each exact command (same ``sudo``) returns its result instead of running it again;
+        any other command on this host drops what is left (it may change what they read). A batch that did
+        not run to its end leaves nothing behind: each read then runs on its own, as without ``prefetch``.
+        """
+        with self._prefetch_lock:  # reads a caller already prefetched stay; only the others are sent
+            kept = dict(self._prefetched)
+        commands = [c for c in dict.fromkeys(self._final(c, sudo) for c in cmds) if c not in kept]
+        if not self.batches_reads or not commands or (len(commands) == 1 and not kept):
+            return  # (one read alone gains nothing from a batch, unless it would drop the ones kept)
+        token = f"vdpalab-batch-{secrets.token_hex(6)}"
+        try:
+            batch = self.run(batch_script(commands, token), timeout=timeout)
+        except CommandTimeout:  # each read runs on its own and meets its own timeout
+            parts = None
+        else:
+            parts = split_batch(batch, commands, token)
+        with self._prefetch_lock:  # the batch only read: what was kept still holds
+            self._prefetched = {**kept, **({} if parts is None else {r.command: r for r in parts})}
+
+    def _take_prefetched(self, command: str, may_take: bool = True) -> CommandResult | None:
+        """The prefetched result of ``command`` (once); any other command (or one fed stdin) drops the rest."""
+        with self._prefetch_lock:
+            result = self._prefetched.pop(command, None) if may_take else None
+            if result is None:
+                self._prefetched.clear()
+            return result
 
     def run(
         self,
@@ -154,23 +227,19 @@ class Host(ABC):
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
     ) -> CommandResult:
-        command = to_shell(cmd)
-        if env:
-            # exported first, so that the whole shell text (not only its first command) sees them
-            bad = [k for k in env if not _ENV_NAME.fullmatch(k)]
-            if bad:
-                raise ValueError(f"{self.name}: invalid environment variable name(s) {bad!r}")
-            command = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "; " + command
-        if (sudo or self.sudo_all) and self.needs_sudo():
-            command = "sudo -n sh -c " + shlex.quote(command)
-        limit = self.default_timeout if timeout is None else timeout
-        started = time.time()
-        try:
-            result = self._run(command, limit, stdin)
-        except Exception as exc:  # record every outcome, then re-raise
-            self._logged(command, None, started, time.time() - started, _outcome(exc))
-            raise
-        self._logged(command, result.rc, started, result.duration, "ok" if result.ok else "failed")
+        command = self._final(cmd, sudo, env)
+        result = self._take_prefetched(command, stdin is None)
+        if result is not None:  # ran moments ago in a prefetch batch (logged there); logged again as read here
+            self._logged(command, result.rc, time.time(), 0.0, "ok" if result.ok else "failed")
+        else:
+            limit = self.default_timeout if timeout is None else timeout
+            started = time.time()
+            try:
+                result = self._run(command, limit, stdin)
+            except Exception as exc:  # record every outcome, then re-raise
+                self._logged(command, None, started, time.time() - started, _outcome(exc))
+                raise
+            self._logged(command, result.rc, started, result.duration, "ok" if result.ok else "failed")
         if check and not result.ok:
             # the message ends up in logs and reports: never with a secret in it
             shown = replace(

@@ -103,6 +103,8 @@ class SSHHost(Host):
     concurrent callers queue instead of failing.
     """
 
+    batches_reads = True  # one channel, one shell for a layer's probes (on a TCG VM each costs up to a second)
+
     def __init__(
         self,
         name: str,

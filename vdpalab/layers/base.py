@@ -215,6 +215,10 @@ class Layer(ABC):
         """A read-only probe command; its failure is data (rc), not an exception."""
         return self.on(role).run(cmd, timeout=timeout, sudo=sudo)
 
+    def prefetch(self, cmds: list[str | list[str]], *, role: str = "host") -> None:
+        """Send the read-only probes ``read`` is about to ask for in one round trip (where the host batches)."""
+        self.on(role).prefetch(cmds, sudo=True)
+
     def read_ok(self, cmd: str | list[str], *, role: str = "host", what: str = "") -> str:
         """A read-only command that must succeed; a failure is a LayerError naming the command."""
         return self.required(self.read(cmd, role=role), what)

@@ -79,6 +79,8 @@ class Guests(Layer):
         """``ip -j`` link and IPv4 addresses of the data interface; the text where the guest's ip has no JSON
         (iproute2 before 4.14, BusyBox ip)."""
         iface = guest.interface
+        self.prefetch([["ip", "-j", "link", "show", "dev", iface], ["ip", "-j", "-4", "addr", "show", "dev", iface]],
+                      role=guest.name)  # fmt: skip
         link = parse_ip_link(
             self.read_json_ok(
                 ["ip", "-j", "link", "show", "dev", iface], ["ip", "link", "show", "dev", iface],

@@ -78,6 +78,8 @@ class Hugepages(Layer):
         return max(self.settings.count, need), why
 
     def probe(self) -> HugepagesState:
+        self.prefetch([["cat", "/proc/meminfo"], ["cat", f"{self.sysfs}/nr_hugepages", f"{self.sysfs}/free_hugepages"],
+                       ["cat", "/proc/mounts"]])  # fmt: skip
         info = parse_meminfo(self.read_ok(["cat", "/proc/meminfo"], what="reading /proc/meminfo")).fields
         default_kb = info.get("Hugepagesize")
         size_kb = self.settings.size_kb

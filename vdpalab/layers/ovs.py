@@ -59,6 +59,10 @@ def same_value(key: str, have: str | None, want: str) -> bool:
     return have == want
 
 
+def ofport_argv(interface: str) -> list[str]:
+    return ["ovs-vsctl", "get", "Interface", interface, "ofport"]
+
+
 def kv_arg(key: str, value: str) -> str:
     """``key=value`` as one shell word: bare when safe, else ``key="value"`` (the seed's quoting style)."""
     arg = f"{key}={value}"
@@ -174,6 +178,7 @@ class Ovs(Layer):
     def probe(self) -> OvsState:
         """Still text (``get`` and ``show`` have no JSON; ``ovs-vsctl --format=json list`` of the tables would,
         and is not done yet): the recorded seed and emulated outputs cover both parsers."""
+        self.prefetch([GET_OTHER_CONFIG, ["ovs-vsctl", "show"]])
         result = self.read(GET_OTHER_CONFIG)
         if not result.ok:
             return OvsState(False, error=(result.stderr.strip() or result.stdout.strip())[:300])
@@ -311,6 +316,8 @@ class Ovs(Layer):
 
     # --- verify ---
     def verify(self) -> Evidence:
+        ports = [p.name for b in self.lab.bridge for p in b.ports]
+        self.prefetch([GET_OTHER_CONFIG, ["ovs-vsctl", "show"], *(ofport_argv(name) for name in ports)])
         st = self.probe()
         if not st.running:
             return Evidence(False, f"OVS does not answer: {st.error}")
@@ -345,7 +352,7 @@ class Ovs(Layer):
                 if problem:
                     problems.append(problem)
                     continue
-                ofport = _text.lines(self.read(["ovs-vsctl", "get", "Interface", port.name, "ofport"]).stdout)
+                ofport = _text.lines(self.read(ofport_argv(port.name)).stdout)
                 value = ofport[0].strip('"') if ofport else ""
                 details.append(f"{bridge.name} {port.name}: ofport {value or '?'}")
                 if not value.isdigit() or int(value) <= 0:

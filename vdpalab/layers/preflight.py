@@ -66,6 +66,10 @@ class Preflight(Layer):
         """Whether the lab file gives any PF a PCI address (a real NIC port: SR-IOV, devlink, driver, OFED)."""
         return any(pf.pci for pf in self.lab.pf)
 
+    @property
+    def vswitchd(self) -> str:
+        return self.lab.ovs.vswitchd_binary or "ovs-vswitchd"
+
     def required_tools(self) -> list[str]:
         """What the lab file asks for: devlink for a PCI NIC, the vdpa tool for vDPA, OVS, and what guests need."""
         tools = ["devlink"] if self.pci_nic else []
@@ -79,6 +83,11 @@ class Preflight(Layer):
     def probe(self) -> PreflightState:
         state = PreflightState()
         lab = self.lab
+        self.prefetch([
+            ["uname", "-r"], *([["cat", "/proc/cmdline"]] if lab.kernel.required_cmdline else []),
+            *(f"command -v {tool}" for tool in self.required_tools()),
+            [self.vswitchd, "--version"],
+        ])  # fmt: skip
         kernel = self.read_ok(["uname", "-r"], what="uname -r").strip()
         state.versions["kernel"] = kernel
         state.check(
@@ -176,7 +185,7 @@ class Preflight(Layer):
         )
 
     def _probe_ovs(self, state: PreflightState) -> None:
-        binary = self.lab.ovs.vswitchd_binary or "ovs-vswitchd"
+        binary = self.vswitchd
         result = self._run([binary, "--version"])
         if not result.ok:
             state.check(False, f"{binary} --version runs (rc={result.rc})")

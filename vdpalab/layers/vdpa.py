@@ -93,6 +93,7 @@ class Vdpa(Layer):
         return mods
 
     def probe(self) -> VdpaState:
+        self.prefetch([["lsmod"], ["vdpa", "-j", "dev", "show"]])
         modules = frozenset(_text.lsmod_modules(self.read_ok(["lsmod"], what="lsmod")))
         devices: dict[str, str] | None = None
         if self.lab.vdpa.create == "vdpa-dev-add":
@@ -159,6 +160,8 @@ class Vdpa(Layer):
         return out
 
     def verify(self) -> Evidence:
+        drv_dir = f"{SYS_VDPA}/drivers/{self.driver}"
+        self.prefetch([["lsmod"], ["vdpa", "-j", "dev", "show"], ["ls", "-Fal", drv_dir]])
         st = self.probe()
         problems, details = [], []
         required = self.required_modules()
@@ -167,8 +170,7 @@ class Vdpa(Layer):
         if missing:
             problems.append(f"module(s) not loaded: {', '.join(missing)}")
         if self.lab.vdpa.create == "vdpa-dev-add":  # the devices are the lab's: check their management device
-            self._mgmtdev_check(problems, details)
-        drv_dir = f"{SYS_VDPA}/drivers/{self.driver}"
+            self._mgmtdev_check(problems, details, st.devices)
         listing = self.read(["ls", "-Fal", drv_dir])
         entries = {e.name: e for e in parse_ls_l(listing.stdout).entries} if listing.ok else {}
         if not listing.ok:
@@ -193,12 +195,14 @@ class Vdpa(Layer):
             tuple(details),
         )
 
-    def _mgmtdev_check(self, problems: list[str], details: list[str]) -> None:
-        shown = self.read(["vdpa", "-j", "dev", "show"])
-        if not shown.ok:
-            problems.append(f"`vdpa -j dev show` failed: {shown.stderr.strip()[:120]}")
-            return
-        on_bus = vdpa_devices(shown.stdout)
+    def _mgmtdev_check(self, problems: list[str], details: list[str], on_bus: dict[str, str] | None) -> None:
+        """Each device on its management device, from the probe's `vdpa dev show` (read here when it had none)."""
+        if on_bus is None:
+            shown = self.read(["vdpa", "-j", "dev", "show"])
+            if not shown.ok:
+                problems.append(f"`vdpa -j dev show` failed: {shown.stderr.strip()[:120]}")
+                return
+            on_bus = vdpa_devices(shown.stdout)
         for dev in self.devices:
             want, have = dev.management_device, on_bus.get(dev.name)
             if have is None:

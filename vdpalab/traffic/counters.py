@@ -145,6 +145,8 @@ def snapshot(
     ports = [p for names in watched.values() for p in names]
 
     def read_all() -> tuple[dict[str, DumpPorts], dict[str, int]]:
+        reads: list[str | list[str]] = [dump_ports_argv(bridge) for bridge in watched]
+        host.prefetch([*reads, kernel_tx_command(ports)] if kernel_tx else reads, timeout=timeout)
         dumps = {bridge: read_ports(host, bridge, timeout) for bridge in watched}
         return dumps, (read_kernel_tx(host, ports, timeout) if kernel_tx else {})
 
