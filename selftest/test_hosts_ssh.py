@@ -70,6 +70,18 @@ def test_connect_and_run(host: SSHHost) -> None:
 
 
 @needs_sshd
+def test_prefetched_reads_take_one_channel_and_give_each_commands_own_result(host: SSHHost) -> None:
+    reads = ["echo out; echo err >&2; exit 3", ["printf", "%s|", "a b", "$HOME"], "cat; echo eof", "printf x"]
+    want = [host.run(c) for c in reads]
+    host.prefetch(reads)
+    before = len(host.history.entries())
+    got = [host.run(c) for c in reads]
+    assert [(r.rc, r.stdout, r.stderr) for r in got] == [(r.rc, r.stdout, r.stderr) for r in want]
+    taken = host.history.entries()[before:]
+    assert len(taken) == 4 and all(e.duration == 0.0 for e in taken)  # none of them opened a channel
+
+
+@needs_sshd
 def test_one_connection_is_reused(host: SSHHost) -> None:
     first = _connection(host)
     transport = host.connect()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -64,7 +65,9 @@ def _guest_tool(lab: Lab, guests: GuestPair, tool: str, switch: str, needed_for:
     """Both guests have ``tool``, or the lab turned the check off; a guest without it is an ERROR of the lab."""
     if not getattr(lab.checks, switch):
         pytest.skip(f"lab {lab.lab.name} turns this check off ([checks] {switch} = false)")
-    missing = [g.name for g in (guests.a, guests.b) if not g.host.run(f"command -v {tool}", timeout=10).ok]
+    with ThreadPoolExecutor(2) as pool:  # two hosts: ask both at once
+        found = list(pool.map(lambda g: g.host.run(f"command -v {tool}", timeout=10).ok, (guests.a, guests.b)))
+    missing = [g.name for g, ok in zip((guests.a, guests.b), found, strict=True) if not ok]
     if missing:
         pytest.fail(f"{tool} (needed for {needed_for}) is not installed on guest(s) {', '.join(missing)} of lab "
                     f"{lab.lab.name}: install it, or turn the check off with [checks] {switch} = false",

@@ -92,13 +92,13 @@ class Job:
     def stderr_path(self) -> str:
         return self.workdir.file(f"{self.name}.err")
 
+    @property
+    def alive_command(self) -> str:
+        return f"kill -0 {self.pid} 2>/dev/null && ! grep -q '^State:.*Z' /proc/{self.pid}/status 2>/dev/null"
+
     def alive(self) -> bool:
         """True while the pid exists and is not a zombie."""
-        result = self.host.run(
-            f"kill -0 {self.pid} 2>/dev/null && ! grep -q '^State:.*Z' /proc/{self.pid}/status 2>/dev/null",
-            timeout=SHORT,
-        )
-        return result.ok
+        return self.host.run(self.alive_command, timeout=SHORT).ok
 
     def stdout(self) -> str:
         return self.workdir.read(f"{self.name}.out")
@@ -110,6 +110,8 @@ class Job:
         """Poll ``ready()`` until true; raise JobError (with the job's stderr) on exit or timeout."""
         deadline = time.monotonic() + timeout
         while True:
+            # a ``ready`` that reads the job's stdout and the liveness check after it: one round trip a poll
+            self.host.prefetch([["cat", self.stdout_path], self.alive_command], timeout=SHORT)
             if ready():
                 return
             if not self.alive():
