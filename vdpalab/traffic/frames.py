@@ -234,7 +234,8 @@ class FrameRound:
                  *[c.marker for c in cases]],
                 rx_dir,
             )
-            job.wait_for(lambda: job.stdout().startswith("ready"), 10.0, "ready (AF_PACKET socket bound)")
+            job.wait_for(lambda: job.stdout().startswith("ready"), 10.0, "ready (AF_PACKET socket bound)",
+                         reads=[["cat", job.stdout_path]])
             tx_dir = WorkDir.create(self.sender, "vdpalab-frames")
             send = tx_dir.write("send.py", SENDER_PY)
             payload = [{"name": c.name, "hex": c.frame.hex()} for c in cases]

@@ -31,9 +31,12 @@ class IperfError(HostError):
     """The iperf3 server could not be started, or the client could not be run at all."""
 
 
+LISTENING_ARGV = ["ss", "-Hltn"]
+
+
 def listening_ports(host: Host) -> set[int]:
     """TCP ports in LISTEN state on ``host`` (``ss -Hltn``; the header-less form parses line by line)."""
-    result = host.run(["ss", "-Hltn"], timeout=10)
+    result = host.run(LISTENING_ARGV, timeout=10)
     if not result.ok:
         raise IperfError(host.name, result.command, f"ss -Hltn failed (rc={result.rc}): {result.stderr.strip()}")
     ports: set[int] = set()
@@ -95,7 +98,7 @@ def iperf3_server(
                 return p in listening_ports(host)
 
             try:
-                job.wait_for(listening, ready_timeout, f"listening on port {chosen}")
+                job.wait_for(listening, ready_timeout, f"listening on port {chosen}", reads=[LISTENING_ARGV])
             except JobError as exc:
                 job.stop()
                 last_error = str(exc)

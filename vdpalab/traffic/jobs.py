@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from vdpalab.errors import HostError
-from vdpalab.hosts.base import Host
+from vdpalab.hosts.base import Command, Host
 
 # short timeout for the housekeeping commands (kill -0, cat, rm): a dead host must not hang anybody
 SHORT = 10.0
@@ -106,12 +106,17 @@ class Job:
     def stderr(self) -> str:
         return self.workdir.read(f"{self.name}.err")
 
-    def wait_for(self, ready: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
-        """Poll ``ready()`` until true; raise JobError (with the job's stderr) on exit or timeout."""
+    def wait_for(
+        self, ready: Callable[[], bool], timeout: float, what: str, poll: float = 0.05, reads: Sequence[Command] = ()
+    ) -> None:
+        """Poll ``ready()`` until true; raise JobError (with the job's stderr) on exit or timeout.
+
+        ``reads``: the commands ``ready()`` runs on the job's host; each poll then sends them and the liveness
+        check in one round trip."""
         deadline = time.monotonic() + timeout
         while True:
-            # a ``ready`` that reads the job's stdout and the liveness check after it: one round trip a poll
-            self.host.prefetch([["cat", self.stdout_path], self.alive_command], timeout=SHORT)
+            if reads:
+                self.host.prefetch([*reads, self.alive_command], timeout=SHORT)
             if ready():
                 return
             if not self.alive():
