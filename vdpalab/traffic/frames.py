@@ -223,11 +223,10 @@ class FrameRound:
     def run(self, cases: list[FrameCase]) -> list[FrameOutcome]:
         """Start the sniffer, wait until it is ready, send, collect. Processes are stopped by pid."""
         end_marker = new_marker("end")
-        rx_dir = WorkDir.create(self.receiver, "vdpalab-frames")
+        rx_dir, sniff = WorkDir.create_with(self.receiver, "vdpalab-frames", "sniff.py", SNIFFER_PY)
         tx_dir: WorkDir | None = None
         job = None
         try:
-            sniff = rx_dir.write("sniff.py", SNIFFER_PY)
             job = start_job(
                 self.receiver, "sniffer",
                 ["python3", sniff, self.receiver_iface, f"{self.sniff_timeout_s:g}", f"{self.grace_s:g}", end_marker,
@@ -236,8 +235,7 @@ class FrameRound:
             )
             job.wait_for(lambda: job.stdout().startswith("ready"), 10.0, "ready (AF_PACKET socket bound)",
                          reads=[["cat", job.stdout_path]])
-            tx_dir = WorkDir.create(self.sender, "vdpalab-frames")
-            send = tx_dir.write("send.py", SENDER_PY)
+            tx_dir, send = WorkDir.create_with(self.sender, "vdpalab-frames", "send.py", SENDER_PY)
             payload = [{"name": c.name, "hex": c.frame.hex()} for c in cases]
             payload.append({"name": "end", "hex": end_frame(self.sender_mac, end_marker).hex()})
             result = self.sender.run(["python3", send, self.sender_iface, f"{self.gap_s:g}"],

@@ -51,6 +51,20 @@ class WorkDir:
             raise JobError(host.name, result.command, f"mktemp failed (rc={result.rc}): {result.stderr.strip()}")
         return cls(host, path)
 
+    @classmethod
+    def create_with(cls, host: Host, prefix: str, name: str, text: str) -> tuple[WorkDir, str]:
+        """``create`` and ``write(name, text)`` in one command (one round trip); the directory and the file's path."""
+        script = (f"d=$(mktemp -d /tmp/{prefix}.XXXXXX) && echo \"$d\" && cat > \"$d\"/{shlex.quote(name)}")
+        result = host.run(script, stdin=text, timeout=SHORT)
+        path = result.stdout.strip()
+        if not result.ok or not path.startswith("/tmp/"):
+            if path.startswith("/tmp/"):
+                cls(host, path).remove()
+            raise JobError(host.name, result.command,
+                           f"mktemp + writing {name} failed (rc={result.rc}): {result.stderr.strip()}")
+        workdir = cls(host, path)
+        return workdir, workdir.file(name)
+
     def file(self, name: str) -> str:
         return f"{self.path}/{name}"
 
@@ -82,6 +96,7 @@ class Job:
     workdir: WorkDir
     command: str
     stopped: bool = False
+    exited: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -138,11 +153,12 @@ class Job:
                 return False
             time.sleep(poll)
             poll = min(poll * 1.5, 0.5)
+        self.exited = True
         return True
 
     def stop(self, grace: float = 2.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; only this pid. Never raises."""
-        if self.stopped:
+        if self.stopped or self.exited:  # (seen gone by wait_exit: its pid is nobody's to signal)
             return
         self.stopped = True
         try:
