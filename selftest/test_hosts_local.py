@@ -199,3 +199,16 @@ def test_a_second_prefetch_keeps_the_first_and_sends_only_new_reads() -> None:
     assert [host.run(f"echo {x}").stdout for x in "abcd"] == ["a\n", "b\n", "c\n", "d\n"]
     batches = [e.command for e in host.history.entries() if "vdpalab-batch-" in e.command]
     assert len(batches) == 2 and "echo d" in batches[1] and "echo a" not in batches[1]
+
+
+def test_run_sequence_stops_at_the_first_failure_in_one_round_trip(tmp_path: Path) -> None:
+    host = _BatchingHost("batching", command_timeout=10)
+    done = tmp_path / "done"
+    results = host.run_sequence(["echo one", f"echo two > {done}", "echo err >&2; exit 4", f"rm {done}"])
+    assert [(r.rc, r.stdout, r.stderr) for r in results] == [(0, "one\n", ""), (0, "", ""), (4, "", "err\n")]
+    assert done.exists()  # the command after the failure never ran
+    assert len([e for e in host.history.entries() if "vdpalab-batch-" in e.command]) == 1
+    plain = LocalHost("plain", command_timeout=10)
+    again = plain.run_sequence(["echo one", "exit 4", "echo never"])
+    assert [r.rc for r in again] == [0, 4] and len(plain.history.entries()) == 2
+    assert [r.stdout for r in host.run_sequence(["echo a", "echo b"])] == ["a\n", "b\n"]

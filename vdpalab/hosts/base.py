@@ -92,26 +92,34 @@ class CommandHistory(logging.Handler):
             self.release()
 
 
-def batch_script(commands: Sequence[str], token: str) -> str:
+def batch_script(commands: Sequence[str], token: str, stop_on_failure: bool = False) -> str:
     """One shell text that runs ``commands`` in turn, each in a subshell with no stdin, and after each prints
-    ``@@TOKEN RC@@`` on stdout and ``@@TOKEN@@`` on stderr (own lines), so ``split_batch`` can take it apart."""
+    ``@@TOKEN RC@@`` on stdout and ``@@TOKEN@@`` on stderr (own lines), so ``split_batch`` can take it apart.
+    ``stop_on_failure``: nothing runs after the first command that exits non-zero."""
+    stop = "; [ $rc -eq 0 ] || exit 0" if stop_on_failure else ""
     parts = [
-        f"(\n{cmd}\n) </dev/null; printf '\\n@@%s %d@@\\n' {token} $?; printf '\\n@@%s@@\\n' {token} >&2"
+        f"(\n{cmd}\n) </dev/null; rc=$?; printf '\\n@@%s %d@@\\n' {token} $rc; printf '\\n@@%s@@\\n' {token} >&2"
+        + stop
         for cmd in commands
     ]
     return "\n".join(parts)
 
 
-def split_batch(batch: CommandResult, commands: Sequence[str], token: str) -> list[CommandResult] | None:
-    """Each command's own result out of a ``batch_script`` run; None when the batch did not run to its end."""
+def split_batch(
+    batch: CommandResult, commands: Sequence[str], token: str, stop_on_failure: bool = False
+) -> list[CommandResult] | None:
+    """Each command's own result out of a ``batch_script`` run; None when the batch did not run to its end
+    (with ``stop_on_failure``: to its end or to its first failure)."""
     out = re.split(rf"\n@@{token} (\d+)@@\n", batch.stdout)
     err = re.split(rf"\n@@{token}@@\n", batch.stderr)
-    if len(out) != 2 * len(commands) + 1 or len(err) != len(commands) + 1:
-        return None
-    return [
+    ran = (len(out) - 1) // 2
+    results = [
         CommandResult(batch.host, cmd, int(out[2 * i + 1]), out[2 * i], err[i], batch.started, batch.duration)
-        for i, cmd in enumerate(commands)
-    ]
+        for i, cmd in enumerate(commands[:ran])
+    ] if len(err) == ran + 1 and ran <= len(commands) else []  # fmt: skip
+    if len(results) == len(commands) or (stop_on_failure and results and not results[-1].ok):
+        return results
+    return None
 
 
 def _outcome(exc: BaseException) -> str:
@@ -208,6 +216,31 @@ class Host(ABC):
             parts = split_batch(batch, commands, token)
         with self._prefetch_lock:  # the batch only read: what was kept still holds
             self._prefetched = {**kept, **({} if parts is None else {r.command: r for r in parts})}
+
+    def run_sequence(
+        self, cmds: Sequence[Command], *, timeout: float | None = None, sudo: bool = False
+    ) -> list[CommandResult]:
+        """Run ``cmds`` in order until one exits non-zero; the results of those that ran (the last one failed
+        when fewer came back). One round trip where the backend ``batches_reads``, else one ``run`` each.
+
+        A batch that did not come back whole (cut by its timeout) raises ``CommandTimeout`` as ``run`` does."""
+        commands = [self._final(c, sudo) for c in cmds]
+        if not self.batches_reads or len(commands) < 2:
+            results = []
+            for command in commands:
+                results.append(self.run(command, timeout=timeout))
+                if not results[-1].ok:
+                    break
+            return results
+        token = f"vdpalab-batch-{secrets.token_hex(6)}"
+        limit = self.default_timeout if timeout is None else timeout
+        batch = self.run(batch_script(commands, token, stop_on_failure=True), timeout=limit * len(commands))
+        parts = split_batch(batch, commands, token, stop_on_failure=True)
+        if parts is None:
+            raise CommandFailed(batch)
+        for result in parts:  # each also as its own line in the history (the batch above is the round trip)
+            self._logged(result.command, result.rc, time.time(), 0.0, "ok" if result.ok else "failed")
+        return parts
 
     def _take_prefetched(self, command: str, may_take: bool = True) -> CommandResult | None:
         """The prefetched result of ``command`` (once); any other command (or one fed stdin) drops the rest."""

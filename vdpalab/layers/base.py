@@ -238,12 +238,17 @@ class Layer(ABC):
 
     def execute(self, planned: Iterable[PlannedCommand], *, timeout: float | None = None) -> list[CommandResult]:
         """Run planned (changing) commands in order; stop at the first failure with a LayerError."""
-        results = []
-        for cmd in planned:
-            host = self.on(cmd.host)
-            self.changes.append(f"{cmd.host}: {cmd.command}")
-            result = host.run(cmd.command, timeout=timeout, sudo=True)
-            results.append(result)
+        results: list[CommandResult] = []
+        for group in _runs_of(list(planned)):  # consecutive checked commands on one host: one round trip
+            host = self.on(group[0].host)
+            self.changes += [f"{cmd.host}: {cmd.command}" for cmd in group]
+            if len(group) == 1:
+                ran = [host.run(group[0].command, timeout=timeout, sudo=True)]
+            else:
+                ran = host.run_sequence([cmd.command for cmd in group], timeout=timeout, sudo=True)
+                del self.changes[len(self.changes) - len(group) + len(ran) :]  # what did not run changed nothing
+            results += ran
+            cmd, result = group[len(ran) - 1], ran[-1]
             if cmd.check and not result.ok:
                 detail = (result.stderr.strip() or result.stdout.strip())[-500:]
                 raise LayerError(
@@ -257,6 +262,18 @@ class Layer(ABC):
     ) -> PlannedCommand:
         """A PlannedCommand for this layer; lists are quoted with shlex like ``Host.run`` does."""
         return PlannedCommand(host=role, command=to_shell(command), why=why, check=check)
+
+
+def _runs_of(planned: list[PlannedCommand]) -> list[list[PlannedCommand]]:
+    """Planned commands cut into runs that may go in one round trip: consecutive, on the same host, each one
+    checked (a failure stops the run there, as it stops ``execute``); an unchecked command goes alone."""
+    runs: list[list[PlannedCommand]] = []
+    for cmd in planned:
+        if runs and cmd.check and runs[-1][-1].check and runs[-1][-1].host == cmd.host:
+            runs[-1].append(cmd)
+        else:
+            runs.append([cmd])
+    return runs
 
 
 def run_layer(layer: Layer, *, assume_up: bool = False) -> LayerOutcome:
