@@ -174,3 +174,19 @@ def test_no_kind_branches_in_layers_or_guest_drivers() -> None:
     files = sorted((ROOT / "vdpalab" / "layers").glob("*.py")) + sorted((ROOT / "vdpalab" / "guests").glob("*.py"))
     assert len(files) >= 12
     assert [hit for path in files for hit in kind_comparisons(path)] == []
+
+
+# Modules other code runs as ``python -m`` (the emulated-qemu lab's ovs-ctl script, the screenshot script): each is
+# the first thing its interpreter imports, so an import circle that another import order hides breaks them.
+ENTRY_MODULES = ("vdpalab.emulated.qemu_lab", "vdpalab.reports.browser")
+
+
+@pytest.mark.parametrize("module", ENTRY_MODULES)
+def test_each_entry_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    import subprocess
+    import sys
+
+    assert (ROOT / (module.replace(".", "/") + ".py")).is_file()
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-1500:]

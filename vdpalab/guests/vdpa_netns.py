@@ -19,10 +19,10 @@ import shlex
 from typing import TYPE_CHECKING, ClassVar
 
 from vdpalab.guests.base import GuestContext, GuestDriverBase, GuestNeeds, GuestRun
-from vdpalab.layers.base import PlannedCommand
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (importing vdpalab.layers at run time runs its __init__, which imports this package: a circle)
     from vdpalab.config import GuestBase
+    from vdpalab.layers.base import PlannedCommand
 
 SYS_VDPA_DEVICES = "/sys/bus/vdpa/devices"
 
