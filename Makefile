@@ -27,8 +27,11 @@ seed-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa-seed-libvirt.toml
 	$(PYTEST) selftest -m nested
 
+# bring-up, datapath and the CI-sized NDR/PDR search of labs/emulated-vdpa.toml (about 13 s of the run)
+VDPA_RUN := -m "bringup or datapath or benchmark" --lab labs/emulated-vdpa.toml tests_bringup tests_datapath benchmarks/test_ndr.py
+
 vdpa-tests: setup
-	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa.toml
+	$(PYTEST) $(VDPA_RUN)
 
 test: setup
 	.venv/bin/ruff check .
@@ -37,7 +40,7 @@ test: setup
 	$(PYTEST) benchmarks/test_python_speed.py
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi
-	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa.toml
+	$(PYTEST) $(VDPA_RUN)
 
 bench-suite: setup
 	.venv/bin/python -m benchmarks.suite
