@@ -10,7 +10,7 @@
   time, and the ``rtt_avg_ms`` / ``throughput_gbps`` rows of the run's results.csv.
 Needs root and network access to Debian's archive (first build only).
 
-    .venv/bin/python benchmarks/bench_vdpa.py [--lab labs/emulated-vdpa.toml] [--no-first-build]
+    .venv/bin/python benchmarks/bench_vdpa.py [--lab labs/emulated-vdpa.toml] [--no-first-build] [--reports-dir D]
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def run_rows(what: str, proc: subprocess.CompletedProcess[str], wall: float, tar
     return rows
 
 
-def bench_vdpa(lab_file: str | Path = ROOT / "labs" / "emulated-vdpa.toml", first_build: bool = True) -> list[Row]:
+def bench_vdpa(lab_file: str | Path = ROOT / "labs" / "emulated-vdpa.toml", first_build: bool = True,
+               reports_dir: str | Path | None = None) -> list[Row]:
     """Rows ``(measurement, value, unit, target)``; a failed run is reported in the row's name, never raised."""
     if os.geteuid() != 0:
         return []
@@ -104,7 +105,7 @@ def bench_vdpa(lab_file: str | Path = ROOT / "labs" / "emulated-vdpa.toml", firs
                          f"< {BOOT_TARGET_S:g} s"))
         rows.append((f"vdpa lab up: VM + layers{' (BROKEN: ' + ', '.join(broken) + ')' if broken else ''}",
                      total, "s", ""))
-        reports = work / "reports"
+        reports = Path(reports_dir) if reports_dir is not None else work / "reports"
         started = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-m", "bringup or datapath", "--lab", str(path), "--reports-dir",
@@ -124,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", default=str(ROOT / "labs" / "emulated-vdpa.toml"), help="vdpa lab file to copy")
     parser.add_argument("--no-first-build", action="store_true", help="skip the first build into a fresh cache")
+    parser.add_argument("--reports-dir", help="keep the run's reports here (default: a temporary directory)")
     args = parser.parse_args(argv)
-    for name, value, unit, target in bench_vdpa(args.lab, first_build=not args.no_first_build):
+    for name, value, unit, target in bench_vdpa(args.lab, first_build=not args.no_first_build,
+                                                reports_dir=args.reports_dir):
         print(f"{name:72s} {value:8.3f} {unit:7s} target {target}")
     return 0
 
