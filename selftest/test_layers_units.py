@@ -423,6 +423,23 @@ def test_hugepages_at_runtime_reserves_mounts_and_down_restores(emulated: Lab, t
     ]
 
 
+def test_hugepages_down_gives_back_only_its_own_pages(emulated: Lab, tmp_path: Path) -> None:
+    """Two labs share the machine's pool: each takes back what it added, so any down order ends where both began."""
+    sysfs = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+    need = Hugepages(ctx(emulated, tmp_path)).needed_pages()[0]
+    # lab A saw 0 pages and added `need`; lab B came up after A and saw A's pages used, adding its own
+    a = Hugepages(ctx(emulated, tmp_path / "a", host=ScriptedHost.from_pairs([(f"cat {sysfs}", f"{2 * need}\n")])))
+    state_a = HugepagesState(2048, 2048, 0, 0, 0, None, None, False)
+    a.journal_before(state_a, a.plan(state_a))
+    state_b = HugepagesState(2048, 2048, need, 0, need, None, None, False)
+    b = Hugepages(ctx(emulated, tmp_path / "b", host=ScriptedHost.from_pairs([(f"cat {sysfs}", f"{need}\n")])))
+    b.journal_before(state_b, b.plan(state_b))
+    assert b.journal.get("nr_hugepages") == {"path": sysfs, "before": need, "added": need}
+    # A goes down first (the pool holds 2*need): it leaves B's pages; B then finds `need` and leaves 0
+    assert commands(a.down_plan())[-1] == f"echo {need} > {sysfs}"
+    assert commands(b.down_plan())[-1] == f"echo 0 > {sysfs}"  # writing the count B saw would have left `need`
+
+
 def test_hugepages_needs_socket_mem_plus_vhost_user_guests(lab: Lab, tmp_path: Path) -> None:
     assert Hugepages(ctx(lab, tmp_path)).needed_pages()[0] == 16  # the seed: count 16 covers socket-mem 2 GiB
     guests = [

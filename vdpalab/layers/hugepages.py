@@ -4,8 +4,13 @@ The seed reserves 16 x 1 GiB pages on the kernel command line and mounts hugetlb
 /etc/fstab; on such a host (``reserve_at_runtime = false``) this layer only verifies and says
 what to change and reboot when it fails. With ``reserve_at_runtime = true`` (emulated labs) it
 writes ``nr_hugepages`` for the lab's page size so that at least the needed pages are free, and
-mounts hugetlbfs with ``pagesize=`` at the mount path; ``down`` puts ``nr_hugepages`` back to the
-recorded value and unmounts and removes only what it created.
+mounts hugetlbfs with ``pagesize=`` at the mount path; ``down`` takes back the pages it added and
+unmounts and removes only what it created.
+
+The pool is machine-wide, so ``down`` gives back what ``up`` added (the current count minus the lab's
+pages) rather than writing the count it saw: two labs that go down in any order then leave the count
+where it was before either came up (writing the seen count left 32 pages behind when the second lab
+had seen the first one's pages).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vdpalab.config import HugepagesSettings
-from vdpalab.errors import LayerError
+from vdpalab.errors import HostError, LayerError
 from vdpalab.guests import driver_for
 from vdpalab.layers import _text
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
@@ -156,7 +161,11 @@ class Hugepages(Layer):
         st: HugepagesState = state
         for cmd in planned:
             if cmd.command.endswith("/nr_hugepages"):
-                self.journal.record("nr_hugepages", {"path": f"{self.sysfs}/nr_hugepages", "before": st.nr})
+                before = st.nr if st.nr is not None else st.total
+                target = int(cmd.command.split()[1])
+                self.journal.record(
+                    "nr_hugepages", {"path": f"{self.sysfs}/nr_hugepages", "before": st.nr, "added": target - before}
+                )
             elif cmd.command.startswith("mkdir "):
                 self.journal.record("created_dir", self.mount_path)
             elif cmd.command.startswith("mount "):
@@ -208,5 +217,23 @@ class Hugepages(Layer):
             planned.append(self.planned(["rmdir", self.journal.get("created_dir")], "remove the mount point up made"))
         entry = self.journal.get("nr_hugepages")
         if entry and entry.get("before") is not None:
-            planned.append(self.planned(f"echo {entry['before']} > {entry['path']}", "restore nr_hugepages"))
+            planned.append(self.planned(f"echo {self._restored_count(entry)} > {entry['path']}", "restore nr_hugepages"))
         return planned
+
+    def _restored_count(self, entry: dict[str, Any]) -> int:
+        """The count once this lab's pages are given back: now minus what up added (never below 0).
+
+        A journal from before ``added`` was recorded, or a host that cannot be read now, gets the
+        count up saw.
+        """
+        added = entry.get("added")
+        if added is None or "host" not in self.ctx.hosts:
+            return int(entry["before"])
+        try:
+            result = self.read(["cat", entry["path"]])
+        except HostError:
+            return int(entry["before"])
+        now = result.stdout.strip()
+        if not result.ok or not now.isdigit():
+            return int(entry["before"])
+        return max(0, int(now) - int(added))
