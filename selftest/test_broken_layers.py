@@ -94,7 +94,8 @@ def test_a_broken_layer_makes_its_dependants_error(tmp_path: Path, layer: str) -
             assert case.outcome == "skipped" and "layer vdpa not available" in case.message, info
             continue
         if "-reverse" in test:  # the small traffic profile turns reverse off: the lab file says so, a skip
-            assert case.outcome == "skipped" and f"lab {name} has [traffic.iperf3] reverse = false" in case.message, info
+            reason = f"lab {name} has [traffic.iperf3] reverse = false"
+            assert case.outcome == "skipped" and reason in case.message, info
             continue
         assert case.outcome == "error", f"{test} is {case.outcome}, not an error\n{info}"
         want = f"infrastructure of lab {name} broken" if layer == "infrastructure" else f"layer {layer} broken"

@@ -217,7 +217,8 @@ class Hugepages(Layer):
             planned.append(self.planned(["rmdir", self.journal.get("created_dir")], "remove the mount point up made"))
         entry = self.journal.get("nr_hugepages")
         if entry and entry.get("before") is not None:
-            planned.append(self.planned(f"echo {self._restored_count(entry)} > {entry['path']}", "restore nr_hugepages"))
+            restore = f"echo {self._restored_count(entry)} > {entry['path']}"
+            planned.append(self.planned(restore, "restore nr_hugepages"))
         return planned
 
     def _restored_count(self, entry: dict[str, Any]) -> int:
