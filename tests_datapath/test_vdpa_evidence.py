@@ -25,6 +25,8 @@ Labs without a vDPA bus skip with the vdpa layer's reason.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from fixtures.lab_session import GuestPair
@@ -32,6 +34,7 @@ from vdpalab.config import Lab
 from vdpalab.evidence import (
     VSTATS_QUEUES,
     LogMarker,
+    PortFacts,
     VdpaDeviceRef,
     bus_facts_reads,
     guest_tx_packets,
@@ -52,6 +55,17 @@ from vdpalab.traffic.ping import PingSpec, run_ping
 pytestmark = [pytest.mark.datapath, pytest.mark.measures]
 
 OVS_LOG = 'tail -n 2000 "${OVS_LOGDIR:-/var/log/openvswitch}/ovs-vswitchd.log" 2>/dev/null'
+
+
+STATS_SETTLE_S = 12.0  # OVS's default stats-update-interval is 5 s: two of them, and a margin
+
+
+def _short(before: PortFacts | None, after: PortFacts | None, sent: int | None) -> bool:
+    """Whether the port's rx_packets delta is still below what its guest sent (a lagging database row)."""
+    if before is None or after is None or sent is None:
+        return False
+    rx_b, rx_a = before.statistics.get("rx_packets", ""), after.statistics.get("rx_packets", "")
+    return rx_b.isdigit() and rx_a.isdigit() and int(rx_a) - int(rx_b) < sent
 
 
 @pytest.mark.timeout(180)
@@ -92,6 +106,12 @@ def test_vdpa_evidence(lab: Lab, vdpa_layer, lab_host: Host, guests: GuestPair, 
                        *(r for d in lab.vdpa.devices for r in bus_facts_reads(d.name)),
                        *(vstats_argv(name, 0) for name in vduse)])  # fmt: skip
     ports_after = {n: read_port_facts(lab_host, p.port) for n, p in ports_before.items()}
+    # OVS writes the ports' statistics into its database every stats-update-interval (5 s by default): a port
+    # that shows fewer packets than its guest sent is read again until two intervals have passed
+    deadline = time.monotonic() + STATS_SETTLE_S
+    while time.monotonic() < deadline and any(_short(ports_before[n], a, sent.get(n)) for n, a in ports_after.items()):
+        time.sleep(1.0)
+        ports_after = {n: read_port_facts(lab_host, p.port) for n, p in ports_before.items()}
     ovs_lines = lab_host.run(OVS_LOG, timeout=15).stdout.splitlines()
     report = judge_vdpa_evidence(devices, events, before, after, marker=marker.describe(), ovs_lines=ovs_lines)
     by_log = {d.device.name: d for d in report.devices}

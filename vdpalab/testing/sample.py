@@ -205,8 +205,8 @@ def sample_run(run_id: str = "20260527-011500-cx6dx-qemu-5e1f0a", *, seed: int =
         t += 113
     run.outcomes.append(TestOutcome(
         f"tests_datapath/test_ping.py::test_flood_ping[{LAB}-8972B-a_to_b]", "skipped", 0.0, lab=LAB,
-        message="a ping of 8972 bytes (unfragmented) needs MTU >= 9000 on both guests: c77g153 eth0 MTU 1500 "
-                "(ip -j link), c77g159 eth0 MTU 1500 (ip -j link)", started=t))
+        message="a ping of 8972 bytes (unfragmented) needs MTU >= 9000 on both guests: lab cx6dx-qemu's [[guest]] "
+                "c77g153 mtu = 1500, c77g159 mtu = 1500", started=t))
     run.outcomes.append(TestOutcome(
         f"tests_datapath/test_frames.py::test_crafted_frame[{LAB}-vlan]", "error", 30.0, lab=LAB, started=t,
         message="HostUnreachable: c77g159: unreachable while running 'python3 - < craft.py': "
