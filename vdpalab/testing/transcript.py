@@ -118,13 +118,3 @@ def scripted_host(name: str, *paths: str | Path, **kwargs: Unpack[ScriptedOption
         steps.extend(load_transcript(path))
     return ScriptedHost(name, steps, **kwargs)
 
-
-def render_transcript(entries: list[tuple[str, str, int]]) -> str:
-    """The transcript text for (command, stdout, rc) entries (e.g. recorded from a real bring-up)."""
-    out = []
-    for command, stdout, rc in entries:
-        out.append(f"$ {command}")
-        out.extend(f"| {line}" if line else "|" for line in stdout.splitlines())
-        if rc:
-            out.append(f"rc {rc}")
-    return "\n".join(out) + "\n"
