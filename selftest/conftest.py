@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from vdpalab.emulated.netns_lab import run_netns_left_mounted, run_netns_state
 from vdpalab.testing.sandbox import NetnsPair
 
 
@@ -17,7 +18,7 @@ def pair(request: pytest.FixtureRequest) -> Iterator[NetnsPair]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
     tag = zlib.crc32(request.module.__name__.encode()) % 100
-    mounted_before = _run_netns_mounted()
+    before = run_netns_state()
     sandbox = NetnsPair(prefix=f"vdpalab-dp{os.getpid()}-{tag}").create()
     try:
         yield sandbox
@@ -25,11 +26,4 @@ def pair(request: pytest.FixtureRequest) -> Iterator[NetnsPair]:
         assert not left, f"processes left in the sandbox namespaces: {left}"
     finally:
         sandbox.destroy()
-    others = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []  # a lab that came up meanwhile
-    if not mounted_before and not others:
-        assert not _run_netns_mounted(), "the sandbox left /run/netns mounted (its `ip netns add` made the mount)"
-
-
-def _run_netns_mounted() -> bool:
-    with open("/proc/self/mountinfo") as mountinfo:
-        return any(line.split()[4] == "/run/netns" for line in mountinfo if len(line.split()) > 4)
+    assert not run_netns_left_mounted(before), "the sandbox left /run/netns mounted (its `ip netns add` made the mount)"

@@ -187,16 +187,16 @@ def test_run_netns_mount_is_undone_by_whichever_lab_goes_down_last(tmp_path: Pat
         return type("R", (), {"returncode": 0})()
 
     monkeypatch.setattr(netns_lab.subprocess, "run", fake_umount)
-    record_a = netns_lab._note_run_netns()  # lab a: not mounted yet, noted machine-wide
+    record_a = netns_lab.note_run_netns()  # lab a: not mounted yet, noted machine-wide
     mounted.append(str(run_netns))
     (run_netns / "vdpalab-a-host").touch()
     (run_netns / "vdpalab-b-host").touch()
-    record_b = netns_lab._note_run_netns()  # lab b: finds a's mount
+    record_b = netns_lab.note_run_netns()  # lab b: finds a's mount
     assert (record_a["mounted"], record_b["mounted"]) == (False, True)
     (run_netns / "vdpalab-a-host").unlink()
-    assert netns_lab._restore_run_netns(record_a) == []  # b's namespace is still there
+    assert netns_lab.restore_run_netns(record_a) == []  # b's namespace is still there
     assert unmounted == [] and (tmp_path / "note.json").exists()
     (run_netns / "vdpalab-b-host").unlink()
-    assert netns_lab._restore_run_netns(record_b) == [f"unmounted {run_netns} (made a mount point by the first "
+    assert netns_lab.restore_run_netns(record_b) == [f"unmounted {run_netns} (made a mount point by the first "
                                                        "namespace)"]
     assert unmounted == [["umount", str(run_netns)]] and not (tmp_path / "note.json").exists()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vdpalab.emulated.netns_lab import _note_run_netns, _restore_run_netns, _run_netns_state
+from vdpalab.emulated.netns_lab import note_run_netns, restore_run_netns, run_netns_left_mounted
 from vdpalab.emulated.sshd import SshdServer, start_sshd
 from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
 from vdpalab.hosts.netns import free_tcp_port
@@ -322,7 +322,7 @@ def test_proxy_command(sshd: SshdServer) -> None:
 def test_netns_socket(tmp_path: Path) -> None:
     netns = f"vdpalab-selftest-{uuid.uuid4().hex[:8]}"
     own_ns = os.readlink("/proc/self/ns/net")
-    run_netns_before = _note_run_netns()  # `ip netns add` makes /run/netns a mount point; `del` leaves it
+    run_netns_before = note_run_netns()  # `ip netns add` makes /run/netns a mount point; `del` leaves it
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
@@ -338,11 +338,9 @@ def test_netns_socket(tmp_path: Path) -> None:
         assert not pid_running(server.pid)
     finally:
         subprocess.run(["ip", "netns", "del", netns], check=False)
-        _restore_run_netns(run_netns_before)
+        restore_run_netns(run_netns_before)
     assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    others = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []  # a lab that came up meanwhile
-    if not run_netns_before["mounted"] and not others:
-        assert not _run_netns_state()["mounted"], "the test left /run/netns mounted"
+    assert not run_netns_left_mounted(run_netns_before), "the test left /run/netns mounted"
     with pytest.raises(HostUnreachable, match="netns"):
         SSHHost("gone", "127.0.0.1", netns=netns, connect_timeout=1, host_key_policy="ignore").run("true")
 

@@ -8,16 +8,16 @@ does not expect, or one it expects that never comes, fails the test.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
 
 import pytest
 
-from vdpalab.bringup import STATE_FILE, BringUp, load_state
+from vdpalab.bringup import BringUp
 from vdpalab.config import Lab, load_lab
 from vdpalab.layers import LAYER_ORDER, LayerStatus
+from vdpalab.session import SessionRecord
 from vdpalab.testing.scripted import ScriptedHost
 from vdpalab.testing.transcript import scripted_host
 
@@ -311,12 +311,15 @@ def test_down_restores_the_recorded_state(lab: Lab, tmp_path: Path) -> None:
     assert {o.status for o in bring.outcomes.values()} == {LayerStatus.DOWN}
 
 
-def test_outcomes_and_versions_are_persisted_for_other_processes(lab: Lab, tmp_path: Path) -> None:
+def test_outcomes_and_versions_reach_other_processes_through_the_session_record(lab: Lab, tmp_path: Path) -> None:
+    """One home for layer outcomes: the run's session record. BringUp writes no file of its own; what an xdist
+    worker reads back from session.json is what bring-up returned."""
     bring = BringUp(lab, hosts_for("seed-fresh"), tmp_path)
     bring.up()
-    data = json.loads((tmp_path / STATE_FILE).read_text())
-    assert data["lab"] == "cx6dx-qemu"
-    outcomes, versions = load_state(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal"]  # only what down needs outlives the process
+    written = SessionRecord(run_id="r1", owner_pid=1, started=0.0, outcomes=bring.outcomes, versions=bring.versions)
+    read = SessionRecord.from_json(written.to_json())
+    outcomes, versions = read.outcomes, read.versions
     assert outcomes["ovs"].status is LayerStatus.UP
     assert outcomes["sriov"].commands_run == bring.outcomes["sriov"].commands_run
     assert outcomes["switchdev"].evidence is not None and outcomes["switchdev"].evidence.ok
@@ -330,10 +333,8 @@ def test_outcomes_and_versions_are_persisted_for_other_processes(lab: Lab, tmp_p
         "qemu": "5.2.91 (v6.0.0-rc1)",
         "libvirt": None,
     }
-    # a worker process that ran nothing reads the same answers
-    other = BringUp(lab, {}, tmp_path)
-    assert other.skip_reason("guests") is None
-    assert other.versions["dpdk"] == "20.11.0"
+    assert bring.skip_reason("guests") is None
+    assert BringUp(lab, {}, tmp_path).skip_reason("guests") == "layer guests has not been brought up"
 
 
 def test_preflight_evidence_names_every_check(lab: Lab, tmp_path: Path) -> None:

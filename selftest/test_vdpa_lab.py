@@ -13,7 +13,7 @@ from vdpalab.bringup import BringUp
 from vdpalab.config import load_lab, parse_lab
 from vdpalab.emulated import vm_image
 from vdpalab.errors import LabConfigError
-from vdpalab.evidence import BusFacts, PortFacts, judge_bus_evidence
+from vdpalab.evidence import BusFacts, PortFacts, judge_bus_evidence, port_rx_delta
 from vdpalab.guests import GuestRun, driver_for
 from vdpalab.layers import LAYER_ORDER, Guests, LayerContext, layer_order
 from vdpalab.parsers import PARSERS
@@ -126,6 +126,13 @@ def test_bus_evidence_fails_with_its_reason(change: dict, received: int, sent: i
     ev = judge(facts(**change), received, sent, status)
     assert not ev.ok
     assert why in ev.summary()
+
+
+def test_port_rx_delta_is_the_recorded_counter_difference_or_none() -> None:
+    before, after = ports(600)
+    assert port_rx_delta(before, after) == 600
+    lost = PortFacts("ens2f0_0", after.status, {k: v for k, v in after.statistics.items() if k != "rx_packets"})
+    assert port_rx_delta(before, lost) is None  # a read without the counter is no delta, not zero
 
 
 def test_bus_evidence_alone_is_not_enough() -> None:

@@ -42,6 +42,7 @@ from vdpalab.evidence import (
     judge_vdpa_evidence,
     needs_vstats,
     port_facts_reads,
+    port_rx_delta,
     read_bus_facts,
     read_kernel_log,
     read_port_facts,
@@ -64,8 +65,8 @@ def _short(before: PortFacts | None, after: PortFacts | None, sent: int | None) 
     """Whether the port's rx_packets delta is still below what its guest sent (a lagging database row)."""
     if before is None or after is None or sent is None:
         return False
-    rx_b, rx_a = before.statistics.get("rx_packets", ""), after.statistics.get("rx_packets", "")
-    return rx_b.isdigit() and rx_a.isdigit() and int(rx_a) - int(rx_b) < sent
+    rx = port_rx_delta(before, after)
+    return rx is not None and rx < sent
 
 
 @pytest.mark.timeout(180)

@@ -2,10 +2,11 @@
 
 ``BringUp`` runs the layers of ``LAYER_ORDER`` once each (no retries). A layer whose
 ``requires`` is broken is not run: it becomes BROKEN with ``requires X: <X's reason>``, so every
-test that depends on it is an ERROR naming the root cause. Outcomes are written to
-``STATE_DIR/bringup.json`` so that other processes (pytest-xdist workers, a later ``--assume-up``
-run, ``vdpalab lab status``) read the same skip reasons; journals live beside it
-(``STATE_DIR/journal/LAYER.json``) so ``down`` works from a fresh process.
+test that depends on it is an ERROR naming the root cause. The outcomes live in memory: a test
+run keeps them in one place, its session record (``vdpalab.session``, ``STATE_DIR/session.json``),
+which every xdist worker and the history read. What must outlive the process is what ``down``
+undoes, and that is in the journals (``STATE_DIR/journal/LAYER.json``), so ``down`` works from a
+fresh process.
 
 Typical use (the pytest fixtures do this)::
 
@@ -17,13 +18,11 @@ Typical use (the pytest fixtures do this)::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from vdpalab.config import Lab
 from vdpalab.errors import VdpaLabError
@@ -35,27 +34,13 @@ from vdpalab.layers.base import (
     LayerOutcome,
     LayerStatus,
     PlannedCommand,
-    outcome_from_dict,
-    outcome_to_dict,
     run_layer,
 )
 from vdpalab.logs import seconds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LAYER_ORDER", "STATE_FILE", "BringUp", "load_state"]
-
-STATE_FILE = "bringup.json"
-
-
-def load_state(state_dir: Path) -> tuple[dict[str, LayerOutcome], dict[str, str | None]]:
-    """(outcomes, versions) as the last bring-up recorded them; empty when none ran."""
-    path = Path(state_dir) / STATE_FILE
-    if not path.exists():
-        return {}, {}
-    data = json.loads(path.read_text())
-    outcomes = {name: outcome_from_dict(raw) for name, raw in data.get("outcomes", {}).items()}
-    return outcomes, dict(data.get("versions", {}))
+__all__ = ["LAYER_ORDER", "BringUp"]
 
 
 class BringUp:
@@ -84,8 +69,6 @@ class BringUp:
         if unknown:
             raise ValueError(f"unknown layer(s) {unknown}; known: {', '.join(LAYER_ORDER)}")
         self.ctx = LayerContext(lab=lab, hosts=hosts, state_dir=self.state_dir)
-        _, versions = load_state(self.state_dir)
-        self.ctx.versions.update(versions)  # e.g. the DPDK version for -a/-w when preflight is not re-run
         self.layers: dict[str, Layer] = {n: LAYER_CLASSES[n](self.ctx) for n in layer_order(lab) if n in names}
         self._outcomes: dict[str, LayerOutcome] = {}
 
@@ -99,10 +82,8 @@ class BringUp:
         return dict(self.ctx.versions)
 
     def skip_reason(self, layer: str) -> str | None:
-        """Why a test needing ``layer`` must skip (None when it is up).
-
-        Reads bringup.json when this process ran nothing (an xdist worker, an ``--assume-up`` run)."""
-        outcome = self._outcomes.get(layer) or load_state(self.state_dir)[0].get(layer)
+        """Why a test needing ``layer`` must skip (None when it is up)."""
+        outcome = self._outcomes.get(layer)
         if outcome is None:
             return f"layer {layer} has not been brought up"
         if outcome.status is LayerStatus.UP:
@@ -132,6 +113,8 @@ class BringUp:
             else:
                 if name == "preflight":
                     layer.probe()  # versions (DPDK -> -a/-w) and the safety checks, read-only
+                elif "preflight" not in self.layers and not self.ctx.versions:
+                    LAYER_CLASSES["preflight"](self.ctx).probe()  # the versions a later layer plans by
                 plans[name] = layer.plan()
         return plans
 
@@ -141,7 +124,7 @@ class BringUp:
 
     # --- up / down ---
     def up(self, assume_up: bool = False) -> dict[str, LayerOutcome]:
-        """Run (or with ``assume_up`` only verify) each layer once, in order; returns and saves the outcomes."""
+        """Run (or with ``assume_up`` only verify) each layer once, in order; returns the outcomes."""
         self._outcomes = {}
         stopped: LayerOutcome | None = None
         for name, layer in self.layers.items():
@@ -161,7 +144,6 @@ class BringUp:
             self._outcomes[name] = outcome
             if outcome.status is LayerStatus.BROKEN and stopped is None:
                 stopped = outcome
-            self.save()
         return self.outcomes
 
     def _run(self, layer: Layer, assume_up: bool) -> LayerOutcome:
@@ -218,20 +200,4 @@ class BringUp:
             outcome.status = LayerStatus.DOWN
             outcome.reason = "taken down"
             self._outcomes[name] = outcome
-        self.save()
         return errors
-
-    # --- persistence ---
-    def save(self) -> None:
-        """Write bringup.json atomically (readers in other processes never see half a file)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        data: dict[str, Any] = {
-            "lab": self.lab.lab.name,
-            "updated": time.time(),
-            "versions": self.ctx.versions,
-            "outcomes": {name: outcome_to_dict(o) for name, o in self._outcomes.items()},
-        }
-        path = self.state_dir / STATE_FILE
-        tmp = path.with_suffix(f".{id(self)}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        tmp.replace(path)

@@ -491,6 +491,12 @@ class BusEvidence:
         return f"{self.device}: {state} (evidence: {', '.join(self.held) or 'none'}; {'; '.join(self.details)})"
 
 
+def port_rx_delta(before: PortFacts, after: PortFacts) -> int | None:
+    """The packets the OVS port received between two reads (None when either read lacks the counter)."""
+    rx_b, rx_a = _counter(before.statistics, "rx_packets"), _counter(after.statistics, "rx_packets")
+    return None if rx_a is None or rx_b is None else rx_a - rx_b
+
+
 def judge_bus_evidence(
     device: str,
     *,
@@ -524,8 +530,7 @@ def judge_bus_evidence(
     if port_before is None or port_after is None:
         return ev
     status = port_after.status.get("status")
-    rx_b, rx_a = _counter(port_before.statistics, "rx_packets"), _counter(port_after.statistics, "rx_packets")
-    rx = None if rx_a is None or rx_b is None else rx_a - rx_b
+    rx = port_rx_delta(port_before, port_after)
     ev.details.append(f"OVS port {port_after.port}: status {status or '-'}, rx_packets +{rx}, guest sent {guest_sent}")
     if status is not None and status != "connected":
         ev.failures.append(f"OVS port {port_after.port} status is {status}, not connected")

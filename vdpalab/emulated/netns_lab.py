@@ -409,7 +409,7 @@ class EmulatedLab:
             "created": record.get("created", time.time()),
             # creating the first namespace makes /run/netns a shared bind mount (as `ip netns add` does):
             # remembered so that down can undo it on a machine where it was not there before
-            "run_netns": record.get("run_netns") or _note_run_netns(),
+            "run_netns": record.get("run_netns") or note_run_netns(),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -574,7 +574,7 @@ class EmulatedLab:
                 if netns_inode(ns) is not None:
                     pr_netns.remove(ns)
                     removed.append(f"removed namespace {ns}")
-            removed += _restore_run_netns(record.get("run_netns"))
+            removed += restore_run_netns(record.get("run_netns"))
             removed += _unmount_under(lay.state_dir)
             self.ovs.remove_state()
             (lay.state_dir / RECORD).unlink(missing_ok=True)
@@ -698,19 +698,20 @@ def _mountpoints() -> list[str]:
     return [line.split()[4].encode().decode("unicode_escape") for line in lines if len(line.split()) > 4]
 
 
-def _run_netns_state() -> dict[str, bool]:
+def run_netns_state() -> dict[str, bool]:
+    """Whether /run/netns exists and is a mount point (`ip netns add` makes it one, `ip netns del` never undoes it)."""
     return {"existed": os.path.isdir(NETNS_RUN_DIR), "mounted": NETNS_RUN_DIR in _mountpoints()}
 
 
-def _note_run_netns() -> dict[str, bool]:
+def note_run_netns() -> dict[str, bool]:
     """The state of /run/netns now; when no lab has mounted it yet, also noted machine-wide."""
-    state = _run_netns_state()
+    state = run_netns_state()
     if not state["mounted"] and not RUN_NETNS_NOTE.exists():
         RUN_NETNS_NOTE.write_text(json.dumps(state))
     return state
 
 
-def _restore_run_netns(before: dict[str, bool] | None) -> list[str]:
+def restore_run_netns(before: dict[str, bool] | None) -> list[str]:
     """Undo the /run/netns mount (and directory) a lab's first namespace made, once nobody uses it.
 
     The machine-wide note wins over the lab's own record: a lab that came up second found the
@@ -721,13 +722,8 @@ def _restore_run_netns(before: dict[str, bool] | None) -> list[str]:
         before = noted if isinstance(noted, dict) else before
     except (OSError, ValueError):
         pass
-    if not before or before.get("mounted", True):
-        return []
-    try:
-        if os.listdir(NETNS_RUN_DIR):
-            return []  # namespaces still live there (another lab's, or someone else's): theirs to keep
-    except OSError:
-        pass
+    if not before or before.get("mounted", True) or _namespaces_live():
+        return []  # mounted before us, or namespaces still live there (another lab's, or someone else's)
     done = []
     while NETNS_RUN_DIR in _mountpoints():
         if subprocess.run(["umount", NETNS_RUN_DIR], capture_output=True, timeout=10).returncode != 0:
@@ -742,6 +738,19 @@ def _restore_run_netns(before: dict[str, bool] | None) -> list[str]:
     if NETNS_RUN_DIR not in _mountpoints():
         RUN_NETNS_NOTE.unlink(missing_ok=True)
     return done
+
+
+def run_netns_left_mounted(before: dict[str, bool]) -> bool:
+    """Whether /run/netns is mounted now although it was not ``before`` and no namespace lives there (a lab's
+    namespaces that came up meanwhile keep it mounted by right): the leak a sandbox's own ``ip netns add`` makes."""
+    return not before.get("mounted", True) and not _namespaces_live() and run_netns_state()["mounted"]
+
+
+def _namespaces_live() -> bool:
+    try:
+        return bool(os.listdir(NETNS_RUN_DIR))
+    except OSError:
+        return False
 
 
 def _unmount_under(root: Path) -> list[str]:

@@ -34,7 +34,7 @@ from pyroute2 import netns as pr_netns
 from vdpalab.config import Lab, LibvirtGuest, VdpaNetnsGuest, VmGuest
 from vdpalab.emulated.daemons import kill_and_wait, netns_inode, pids_in_netns
 from vdpalab.emulated.guest_image import generate_ssh_keypair
-from vdpalab.emulated.netns_lab import _restore_run_netns, _run_netns_state, ipr_in
+from vdpalab.emulated.netns_lab import ipr_in, restore_run_netns, run_netns_state
 from vdpalab.emulated.vm_image import DEFAULT_CACHE, ERROR_MARKER, READY_MARKER, VmImage, authkey_arg, build_vm_image
 from vdpalab.errors import LabStateError
 from vdpalab.hosts.netns import connect_tcp
@@ -368,7 +368,7 @@ tail -n 20 /var/log/libvirt/libvirtd.log /var/log/libvirt/libvirtd.out; exit 1
         if path.exists():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"run_netns": _run_netns_state(), "created": time.time()}, indent=2) + "\n")
+        path.write_text(json.dumps({"run_netns": run_netns_state(), "created": time.time()}, indent=2) + "\n")
 
     def _ensure_netns(self) -> list[str]:
         if netns_inode(self.netns) is not None:
@@ -415,6 +415,6 @@ tail -n 20 /var/log/libvirt/libvirtd.log /var/log/libvirt/libvirtd.out; exit 1
                 record = json.loads(record_path.read_text())
             except (OSError, ValueError):
                 record = {}
-            removed += _restore_run_netns(record.get("run_netns"))
+            removed += restore_run_netns(record.get("run_netns"))
             record_path.unlink(missing_ok=True)
         return removed

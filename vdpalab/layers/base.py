@@ -315,7 +315,7 @@ def outcome_to_dict(outcome: LayerOutcome) -> dict[str, Any]:
 
 
 def outcome_from_dict(data: Mapping[str, Any]) -> LayerOutcome:
-    """The inverse of ``outcome_to_dict`` (bringup.json is read back by other processes, e.g. xdist workers)."""
+    """The inverse of ``outcome_to_dict`` (session.json is read back by other processes, e.g. xdist workers)."""
     evidence = data.get("evidence")
     return LayerOutcome(
         layer=str(data["layer"]),

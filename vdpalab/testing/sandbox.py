@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from vdpalab.command_result import CommandResult
-from vdpalab.emulated.netns_lab import _note_run_netns, _restore_run_netns
+from vdpalab.emulated.netns_lab import note_run_netns, restore_run_netns
 from vdpalab.hosts.local import LocalHost
 
 
@@ -94,7 +94,7 @@ class NetnsPair:
     def create(self) -> NetnsPair:
         self.destroy()  # a pair left behind by a killed run: start clean
         ns_a, ns_b = self.namespaces
-        self._run_netns = _note_run_netns()  # `ip netns add` makes /run/netns a mount point; `del` leaves it
+        self._run_netns = note_run_netns()  # `ip netns add` makes /run/netns a mount point; `del` leaves it
         try:
             _sh("ip", "netns", "add", ns_a)
             _sh("ip", "netns", "add", ns_b)
@@ -118,7 +118,7 @@ class NetnsPair:
         for ns in self.namespaces:
             _sh("ip", "netns", "del", ns, check=False)
         if self._run_netns is not None:
-            _restore_run_netns(self._run_netns)  # the mount goes once no namespace (ours or a lab's) is left
+            restore_run_netns(self._run_netns)  # the mount goes once no namespace (ours or a lab's) is left
 
     def __enter__(self) -> NetnsPair:
         return self.create()
