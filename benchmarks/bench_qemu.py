@@ -15,18 +15,15 @@ import argparse
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from vdpalab import control  # noqa: E402
+from benchmarks.lab_run import Row, down_and_remove, print_rows, run_lab_tests, run_summary  # noqa: E402
 from vdpalab.config import load_lab  # noqa: E402
 from vdpalab.emulated.qemu_lab import relabeled_qemu_lab  # noqa: E402
 
@@ -50,7 +47,7 @@ def boot_times(state_dir: Path) -> dict[str, float]:
     return times
 
 
-def bench_qemu(lab_file: str | Path = ROOT / "labs" / "emulated-qemu.toml") -> list[tuple[str, float, str, str]]:
+def bench_qemu(lab_file: str | Path = ROOT / "labs" / "emulated-qemu.toml") -> list[Row]:
     """Rows ``(measurement, value, unit, target)``; a failed run is reported in the row's name, never raised."""
     if os.geteuid() != 0:
         return []
@@ -58,32 +55,20 @@ def bench_qemu(lab_file: str | Path = ROOT / "labs" / "emulated-qemu.toml") -> l
     path = relabeled_qemu_lab(lab_file, work, f"bq{os.getpid() % 100000}")
     lab = load_lab(path)
     try:
-        started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-m", "bringup or datapath", "--lab", str(path), "--no-reports",
-             "-p", "no:cacheprovider", "-q", "tests_bringup", "tests_datapath"],
-            cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
-        )
-        wall = time.monotonic() - started
-        summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= ")
-        rows = [(f"guest {guest} boot to SSH (TCG)", seconds, "s", f"< {BOOT_TARGET_S:g} s")
-                for guest, seconds in sorted(boot_times(lab.state_dir).items())]
-        status = "" if proc.returncode == 0 else f", FAILED rc={proc.returncode}"
-        rows.append((f"emulated-qemu bringup+datapath run ({summary}{status})", wall, "s", f"< {RUN_TARGET_S:g} s"))
+        proc, wall = run_lab_tests(path, None, timeout=900)
+        rows: list[Row] = [(f"guest {guest} boot to SSH (TCG)", seconds, "s", f"< {BOOT_TARGET_S:g} s")
+                           for guest, seconds in sorted(boot_times(lab.state_dir).items())]
+        rows.append(run_summary("emulated-qemu", proc, wall, RUN_TARGET_S))
         return rows
     finally:
-        try:
-            control.lab_down(lab)  # a no-op after a clean run; removes what a failed one left
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        down_and_remove(lab, work)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", default=str(ROOT / "labs" / "emulated-qemu.toml"), help="qemu lab file to copy")
     args = parser.parse_args(argv)
-    for name, value, unit, target in bench_qemu(args.lab):
-        print(f"{name:70s} {value:8.2f} {unit}   target {target}")
+    print_rows(bench_qemu(args.lab))
     return 0
 
 

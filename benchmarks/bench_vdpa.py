@@ -16,10 +16,8 @@ Needs root and network access to Debian's archive (first build only).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.lab_run import Row, down_and_remove, print_rows, run_lab_tests, run_rows  # noqa: E402
 from vdpalab import control  # noqa: E402
 from vdpalab.config import load_lab  # noqa: E402
 from vdpalab.emulated.relabel import relabel_lab_file  # noqa: E402
@@ -36,7 +35,6 @@ from vdpalab.emulated.vm_image import build_vm_image  # noqa: E402
 
 BOOT_TARGET_S = 30.0
 RUN_TARGET_S = 180.0
-Row = tuple[str, float, str, str]
 
 
 def _quiet(message: str) -> None:
@@ -58,29 +56,6 @@ def bench_image(first: bool = True) -> list[Row]:
     finally:
         if cache is not None:
             shutil.rmtree(cache, ignore_errors=True)
-    return rows
-
-
-def _results(reports: Path) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in sorted({p.resolve() for p in reports.glob("*/results.csv")}):  # "latest" links to a run
-        with open(path, newline="") as fh:
-            rows += list(csv.DictReader(fh))
-    return rows
-
-
-def run_rows(what: str, proc: subprocess.CompletedProcess[str], wall: float, target_s: float, reports: Path,
-             through: str) -> list[Row]:
-    """The pytest run's wall time and outcome, and the ping rtt / TCP figures of its results.csv."""
-    summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1].strip("= ")
-    status = "" if proc.returncode == 0 else f", FAILED rc={proc.returncode}"
-    rows: list[Row] = [(f"{what} bringup+datapath run ({summary}{status})", wall, "s", f"< {target_s:g} s")]
-    for row in _results(reports):
-        case = row["test_id"].split("[")[-1].rstrip("]")
-        if row["metric"] == "rtt_avg_ms" and "flood_ping" in row["test_id"]:
-            rows.append((f"ping rtt avg through {through} ({case})", float(row["value"]), "ms", ""))
-        if row["metric"] == "throughput_gbps" and "tcp_throughput" in row["test_id"]:
-            rows.append((f"TCP through {through} ({case})", float(row["value"]), "Gbit/s", ""))
     return rows
 
 
@@ -106,19 +81,11 @@ def bench_vdpa(lab_file: str | Path = ROOT / "labs" / "emulated-vdpa.toml", firs
         rows.append((f"vdpa lab up: VM + layers{' (BROKEN: ' + ', '.join(broken) + ')' if broken else ''}",
                      total, "s", ""))
         reports = Path(reports_dir) if reports_dir is not None else work / "reports"
-        started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-m", "bringup or datapath", "--lab", str(path), "--reports-dir",
-             str(reports), "-p", "no:cacheprovider", "-q", "tests_bringup", "tests_datapath"],
-            cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False,
-        )
-        rows += run_rows("emulated-vdpa", proc, time.monotonic() - started, RUN_TARGET_S, reports, "VDUSE")
+        proc, wall = run_lab_tests(path, reports, timeout=1200)
+        rows += run_rows("emulated-vdpa", proc, wall, RUN_TARGET_S, reports, "VDUSE")
         return rows
     finally:
-        try:
-            control.lab_down(lab)  # a no-op after a clean run; removes what a failed one left
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        down_and_remove(lab, work)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-first-build", action="store_true", help="skip the first build into a fresh cache")
     parser.add_argument("--reports-dir", help="keep the run's reports here (default: a temporary directory)")
     args = parser.parse_args(argv)
-    for name, value, unit, target in bench_vdpa(args.lab, first_build=not args.no_first_build,
-                                                reports_dir=args.reports_dir):
-        print(f"{name:72s} {value:8.3f} {unit:7s} target {target}")
+    print_rows(bench_vdpa(args.lab, first_build=not args.no_first_build, reports_dir=args.reports_dir))
     return 0
 
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_vdpa import Row, run_rows  # noqa: E402
+from benchmarks.lab_run import Row, print_rows, run_lab_tests, run_rows  # noqa: E402
 
 LAB = ROOT / "labs" / "emulated-vdpa-seed-libvirt.toml"
 RUN_TARGET_S = 900.0
@@ -41,14 +39,8 @@ def bench_vdpa_seed(lab_file: str | Path = LAB) -> list[Row]:
     if os.geteuid() != 0:
         return []
     reports = Path(tempfile.mkdtemp(prefix="vdpalab-bvs-"))
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "bringup or datapath", "--lab", str(lab_file), "--reports-dir",
-         str(reports), "-p", "no:cacheprovider", "-q", "-o", "log_cli=true", "-o", "log_cli_level=INFO",
-         "tests_bringup", "tests_datapath"],
-        cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False,
-    )  # fmt: skip
-    wall = time.monotonic() - started
+    log_cli = ["-o", "log_cli=true", "-o", "log_cli_level=INFO"]  # the guests' "SSH answered after" lines
+    proc, wall = run_lab_tests(lab_file, reports, timeout=3600, extra=log_cli)
     rows: list[Row] = [
         (f"nested guest {guest}: start to SSH (nested TCG)", seconds, "s", "")
         for guest, seconds in boot_times(proc.stdout + proc.stderr).items()
@@ -61,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", default=str(LAB), help="the nested-guests lab file")
     args = parser.parse_args(argv)
-    for name, value, unit, target in bench_vdpa_seed(args.lab):
-        print(f"{name:72s} {value:9.3f} {unit:7s} target {target}")
+    print_rows(bench_vdpa_seed(args.lab))
     return 0
 
 

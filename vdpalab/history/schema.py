@@ -9,6 +9,8 @@ Bump ``SCHEMA_VERSION`` when a table changes and add a step to ``MIGRATIONS``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Column,
     Float,
@@ -25,6 +27,27 @@ from sqlalchemy import (
 SCHEMA_VERSION = 2
 
 metadata = MetaData()
+
+
+def _run_ref(**kwargs: Any) -> Column[Any]:
+    """The ``run_id`` column of a table whose rows belong to a run (and go with it)."""
+    return Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), **kwargs)
+
+
+def _per_test(*, metric: bool) -> list[Column[Any]]:
+    """The leading columns of a row per test of a run (and per metric and parameters, with ``metric``)."""
+    columns: list[Column[Any]] = [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        _run_ref(nullable=False),
+        Column("lab", String(64), nullable=False, default=""),
+        Column("test_id", String(512), nullable=False),
+    ]
+    if metric:
+        columns += [
+            Column("metric", String(128), nullable=False),
+            Column("params_key", String(1024), nullable=False, default="{}"),
+        ]
+    return columns
 
 schema_version = Table(
     "schema_version",
@@ -50,7 +73,7 @@ runs = Table(
 fingerprints = Table(
     "fingerprints",
     metadata,
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    _run_ref(primary_key=True),
     Column("lab", String(64), primary_key=True),
     Column("host", String(255)),
     Column("kernel", String(128)),
@@ -61,10 +84,7 @@ fingerprints = Table(
 outcomes = Table(
     "outcomes",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
-    Column("lab", String(64), nullable=False, default=""),
-    Column("test_id", String(512), nullable=False),
+    *_per_test(metric=False),
     Column("outcome", String(16), nullable=False),
     Column("duration", Float, nullable=False, default=0.0),
     Column("message", Text, nullable=False, default=""),
@@ -76,12 +96,7 @@ outcomes = Table(
 results = Table(
     "results",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
-    Column("lab", String(64), nullable=False, default=""),
-    Column("test_id", String(512), nullable=False),
-    Column("metric", String(128), nullable=False),
-    Column("params_key", String(1024), nullable=False, default="{}"),
+    *_per_test(metric=True),
     Column("trial", Integer, nullable=False, default=0),
     Column("value", Float),
     Column("unit", String(32), nullable=False, default=""),
@@ -102,7 +117,7 @@ commands = Table(
     "commands",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    _run_ref(nullable=False),
     Column("cmd_key", String(40), nullable=False),  # sha1 of lab, host, started, command
     Column("lab", String(64), nullable=False, default=""),
     Column("host", String(255), nullable=False),
@@ -116,12 +131,7 @@ commands = Table(
 verdicts = Table(
     "verdicts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
-    Column("lab", String(64), nullable=False, default=""),
-    Column("test_id", String(512), nullable=False),
-    Column("metric", String(128), nullable=False),
-    Column("params_key", String(1024), nullable=False, default="{}"),
+    *_per_test(metric=True),
     Column("kind", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("expected", Text, nullable=False, default=""),
@@ -139,7 +149,7 @@ verdicts = Table(
 layer_outcomes = Table(
     "layer_outcomes",
     metadata,
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    _run_ref(primary_key=True),
     Column("lab", String(64), primary_key=True),
     Column("layer", String(64), primary_key=True),
     Column("phase", String(8), primary_key=True),
@@ -152,7 +162,7 @@ baseline_pins = Table(
     "baseline_pins",
     metadata,
     Column("lab", String(64), primary_key=True),
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    _run_ref(nullable=False),
     Column("pinned_at", Float, nullable=False),
 )
 
@@ -161,7 +171,7 @@ baseline_pins = Table(
 run_baselines = Table(
     "run_baselines",
     metadata,
-    Column("run_id", String(128), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    _run_ref(primary_key=True),
     Column("lab", String(64), primary_key=True),
     Column("baseline_run", String(128)),
     Column("how", String(32), nullable=False, default=""),
