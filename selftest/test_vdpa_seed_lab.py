@@ -114,6 +114,7 @@ def pytest_collection_finish(session):
     for item in session.items:
         marker = item.get_closest_marker("timeout")
         print("TIMEOUT", item.nodeid, marker.args[0] if marker else None)
+        print("SLOW", item.nodeid, item.get_closest_marker("slow") is not None)
 """
 
 
@@ -138,3 +139,6 @@ def test_its_boots_widen_each_lab_tests_timeout_and_nothing_else(lab: Lab, tmp_p
     plain = [v for k, v in timeouts.items() if k.startswith("selftest/")]
     assert seed and set(seed) == {str(300.0 + 1380.0)}, timeouts
     assert netns and set(netns) == {"None"} and plain and set(plain) == {"None"}, timeouts
+    slow = dict(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("SLOW "))
+    assert {v for k, v in slow.items() if "[emu-vdpa-seed]" in k} == {"True"}, slow  # nested guests: -m "not slow"
+    assert {v for k, v in slow.items() if "[emu]" in k} == {"False"}, slow

@@ -640,6 +640,13 @@ class Lab(Model):
             g.boot_timeout_s for g in self.guest if isinstance(g, VmGuest)
         )
 
+    @property
+    def nested_guests(self) -> bool:
+        """Whether VM guests run inside an emulated lab VM (nested TCG: minutes per boot, seconds per SSH login)."""
+        return self.emulated is not None and self.emulated.vm is not None and any(
+            isinstance(g, VmGuest) for g in self.guest
+        )
+
     @overload
     def resolve(self, path: str) -> Path: ...
     @overload
