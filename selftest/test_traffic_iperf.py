@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from vdpalab.config import load_lab
+from vdpalab.errors import CommandTimeout
 from vdpalab.hosts.base import CommandResult
+from vdpalab.hosts.factory import ssh_host
 from vdpalab.parsers.iperf import parse_iperf3
 from vdpalab.results import Result, Threshold
 from vdpalab.testing.sandbox import NetnsPair
+from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 from vdpalab.traffic.iperf import (
     Iperf3Run,
     Iperf3Spec,
@@ -34,6 +38,7 @@ from vdpalab.traffic.jobs import JobError, WorkDir, start_job
 pytestmark = pytest.mark.selftest
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 
@@ -187,3 +192,21 @@ def test_live_job_that_exits_early_reports_its_stderr(pair: NetnsPair) -> None:
         assert info.value.exited
     finally:
         workdir.remove()
+
+
+def test_quick_reads_wait_the_hosts_quick_timeout_from_the_lab_file() -> None:
+    """A nested TCG guest answers `ss` in more than 10 s at times (a seed-lab run failed on exactly that): its lab
+    file gives it `quick_timeout_s = 60`, the SSH host carries it, and the housekeeping reads wait that long."""
+    seed = load_lab(ROOT / "labs" / "emulated-vdpa-seed-libvirt.toml")
+    nested = ssh_host(seed, "c77g159", seed.guest[1].ssh)
+    try:
+        assert nested.quick_timeout == 60.0
+    finally:
+        nested.close()
+    netns_lab = load_lab(ROOT / "lab.toml")
+    assert ssh_host(netns_lab, "c77g153", netns_lab.guest[0].ssh).quick_timeout == 10.0
+    host = ScriptedHost("c77g159", [ScriptStep("ss -Hltn", raises="timeout")])
+    host.quick_timeout = 60.0
+    with pytest.raises(CommandTimeout) as caught:
+        listening_ports(host)
+    assert caught.value.timeout == 60.0

@@ -101,6 +101,7 @@ class SSHSettings(Model):
     known_hosts: str | None = None
     connect_timeout_s: PositiveFloat = 10.0
     command_timeout_s: PositiveFloat = 120.0
+    quick_timeout_s: PositiveFloat = 10.0  # a quick read (ss, kill -0, cat): a nested TCG guest needs more
     keepalive_s: Annotated[float, Field(ge=0)] = 15.0
     # a guest whose sshd is reachable only from the lab host (a VM's port forward on its loopback): the TCP
     # connection is a channel of the lab host's SSH connection (``ssh -J`` without a second process)

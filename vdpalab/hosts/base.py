@@ -166,6 +166,9 @@ class Host(ABC):
 
     name: str
     default_timeout: float = 60.0
+    #: how long a quick read (``ss``, ``kill -0``, ``cat`` of a small file, ``mktemp``) may take here before it
+    #: counts as hung: 10 s on a real machine; a nested TCG guest is given more by its lab file (``quick_timeout_s``)
+    quick_timeout: float = 10.0
     sudo_all: bool = False
     #: whether ``prefetch`` sends its reads in one round trip: True where each command costs a round trip that
     #: is worth saving (SSH: a channel, a shell, and on a TCG VM up to a second); local and scripted hosts keep

@@ -26,7 +26,7 @@ def ssh_host(lab: Lab, name: str, settings: SSHSettings, *, sudo: bool = False) 
     """An SSHHost for one machine of the lab (paths in the lab file are relative to it); ``via_lab_host`` gives it
     its own connection to the lab host to tunnel through (closed with it)."""
     via = ssh_host(lab, lab.host.name, lab.host) if settings.via_lab_host else None
-    return SSHHost(
+    host = SSHHost(
         name,
         settings.address,
         port=settings.port,
@@ -43,13 +43,17 @@ def ssh_host(lab: Lab, name: str, settings: SSHSettings, *, sudo: bool = False) 
         sudo=sudo,
         via=via,
     )
+    host.quick_timeout = settings.quick_timeout_s
+    return host
 
 
 def open_host(lab: Lab) -> Host:
     """The lab host (the seed's c83g155): SSH, or LocalHost when address is "local"."""
     settings = lab.host
     if settings.address == "local":
-        return LocalHost(settings.name, command_timeout=settings.command_timeout_s, sudo=settings.sudo)
+        local = LocalHost(settings.name, command_timeout=settings.command_timeout_s, sudo=settings.sudo)
+        local.quick_timeout = settings.quick_timeout_s
+        return local
     return ssh_host(lab, settings.name, settings, sudo=settings.sudo)
 
 

@@ -204,7 +204,7 @@ def end_frame(src_mac: str, marker: str) -> bytes:
 
 
 def has_python3(host: Host) -> bool:
-    return host.run("command -v python3", timeout=10).ok
+    return host.run("command -v python3", timeout=host.quick_timeout).ok
 
 
 @dataclass

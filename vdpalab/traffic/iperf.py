@@ -36,7 +36,7 @@ LISTENING_ARGV = ["ss", "-Hltn"]
 
 def listening_ports(host: Host) -> set[int]:
     """TCP ports in LISTEN state on ``host`` (``ss -Hltn``; the header-less form parses line by line)."""
-    result = host.run(LISTENING_ARGV, timeout=10)
+    result = host.run(LISTENING_ARGV, timeout=host.quick_timeout)
     if not result.ok:
         raise IperfError(host.name, result.command, f"ss -Hltn failed (rc={result.rc}): {result.stderr.strip()}")
     ports: set[int] = set()
@@ -78,7 +78,7 @@ def iperf3_server(
     *,
     binary: str = "iperf3",
     port: int | None = None,
-    ready_timeout: float = 10.0,
+    ready_timeout: float | None = None,
     attempts: int = 3,
 ) -> Iterator[Iperf3Server]:
     """Start ``iperf3 -s -1 -p PORT`` on ``host``, wait until it listens, stop it by pid on exit.
@@ -86,6 +86,7 @@ def iperf3_server(
     A port grabbed by someone else between the check and the bind is retried on
     another port (up to ``attempts`` times).
     """
+    ready_timeout = host.quick_timeout if ready_timeout is None else ready_timeout  # a slow guest starts slowly
     workdir = WorkDir.create(host, "vdpalab-iperf3")
     server: Iperf3Server | None = None
     try:
@@ -233,7 +234,7 @@ def iperf3_between(
     spec: Iperf3Spec,
     *,
     timeout: float | None = None,
-    ready_timeout: float = 10.0,
+    ready_timeout: float | None = None,
 ) -> Iperf3Run:
     """Start a one-off server on ``server`` (free port), run ``spec`` from ``client``, stop the server.
 

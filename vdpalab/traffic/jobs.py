@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from vdpalab.errors import HostError
 from vdpalab.hosts.base import Command, Host
 
-# short timeout for the housekeeping commands (kill -0, cat, rm): a dead host must not hang anybody
-SHORT = 10.0
+# housekeeping commands (kill -0, cat, rm) wait only the host's quick_timeout: a dead host must not hang anybody
 
 
 class JobError(HostError):
@@ -45,7 +44,7 @@ class WorkDir:
 
     @classmethod
     def create(cls, host: Host, prefix: str = "vdpalab") -> WorkDir:
-        result = host.run(["mktemp", "-d", f"/tmp/{prefix}.XXXXXX"], timeout=SHORT)
+        result = host.run(["mktemp", "-d", f"/tmp/{prefix}.XXXXXX"], timeout=host.quick_timeout)
         path = result.stdout.strip()
         if not result.ok or not path.startswith("/tmp/"):
             raise JobError(host.name, result.command, f"mktemp failed (rc={result.rc}): {result.stderr.strip()}")
@@ -55,7 +54,7 @@ class WorkDir:
     def create_with(cls, host: Host, prefix: str, name: str, text: str) -> tuple[WorkDir, str]:
         """``create`` and ``write(name, text)`` in one command (one round trip); the directory and the file's path."""
         script = (f"d=$(mktemp -d /tmp/{prefix}.XXXXXX) && echo \"$d\" && cat > \"$d\"/{shlex.quote(name)}")
-        result = host.run(script, stdin=text, timeout=SHORT)
+        result = host.run(script, stdin=text, timeout=host.quick_timeout)
         path = result.stdout.strip()
         if not result.ok or not path.startswith("/tmp/"):
             if path.startswith("/tmp/"):
@@ -71,17 +70,17 @@ class WorkDir:
     def write(self, name: str, text: str) -> str:
         """Write ``text`` to a file in the directory (through stdin: works on any Host backend)."""
         path = self.file(name)
-        self.host.run(f"cat > {shlex.quote(path)}", stdin=text, timeout=SHORT, check=True)
+        self.host.run(f"cat > {shlex.quote(path)}", stdin=text, timeout=self.host.quick_timeout, check=True)
         return path
 
     def read(self, name: str) -> str:
-        result = self.host.run(["cat", self.file(name)], timeout=SHORT)
+        result = self.host.run(["cat", self.file(name)], timeout=self.host.quick_timeout)
         return result.stdout if result.ok else ""
 
     def remove(self) -> None:
         """Best effort: the directory is under /tmp and named by mktemp, so nothing else is touched."""
         try:
-            self.host.run(["rm", "-rf", "--", self.path], timeout=SHORT)
+            self.host.run(["rm", "-rf", "--", self.path], timeout=self.host.quick_timeout)
         except HostError:
             pass
 
@@ -113,7 +112,7 @@ class Job:
 
     def alive(self) -> bool:
         """True while the pid exists and is not a zombie."""
-        return self.host.run(self.alive_command, timeout=SHORT).ok
+        return self.host.run(self.alive_command, timeout=self.host.quick_timeout).ok
 
     def stdout(self) -> str:
         return self.workdir.read(f"{self.name}.out")
@@ -131,7 +130,7 @@ class Job:
         deadline = time.monotonic() + timeout
         while True:
             if reads:
-                self.host.prefetch([*reads, self.alive_command], timeout=SHORT)
+                self.host.prefetch([*reads, self.alive_command], timeout=self.host.quick_timeout)
             if ready():
                 return
             if not self.alive():
@@ -164,10 +163,10 @@ class Job:
         try:
             if not self.alive():
                 return
-            self.host.run(["kill", "-TERM", str(self.pid)], timeout=SHORT)
+            self.host.run(["kill", "-TERM", str(self.pid)], timeout=self.host.quick_timeout)
             if self.wait_exit(grace):
                 return
-            self.host.run(["kill", "-KILL", str(self.pid)], timeout=SHORT)
+            self.host.run(["kill", "-KILL", str(self.pid)], timeout=self.host.quick_timeout)
             self.notes.append(f"{self.name} (pid {self.pid}) ignored SIGTERM and was killed")
             self.wait_exit(grace)
         except HostError as exc:
@@ -196,7 +195,7 @@ def start_job(
         f"if command -v setsid >/dev/null 2>&1; then S=setsid; else S=; fi; "
         f"{prefix}$S {cmd} > {out} 2> {err} < /dev/null & echo $!"
     )
-    result = host.run(text, timeout=SHORT)
+    result = host.run(text, timeout=host.quick_timeout)
     match = _PID_RE.search(result.stdout)
     if not result.ok or match is None:
         raise JobError(host.name, cmd, f"could not start {name} (rc={result.rc}): {result.stderr.strip()}")

@@ -79,7 +79,7 @@ class PingRun:
 
 
 def is_root(host: Host) -> bool:
-    result = host.run(["id", "-u"], timeout=10)
+    result = host.run(["id", "-u"], timeout=host.quick_timeout)
     return result.ok and result.stdout.strip() == "0"
 
 
