@@ -344,9 +344,13 @@ def _bus(answers: dict, received: int = 300, driver: str = "vhost_vdpa") -> dict
                                       '"max_vqs":16,"max_vq_size":256}}}')
         answers[f"config show {dev}"] = f'{{"config":{{"{dev}":{{"negotiated_features":["CSUM","VERSION_1"]}}}}}}'
         answers[f"devices/{dev}/driver"] = f"../../../../bus/vdpa/drivers/{driver}\n"
-        answers[f"Interface {rep} status"] = "{}\n"  # a representor reports no connection status
-        answers[f"Interface {rep} statistics"] = ["{rx_packets=40, tx_packets=1}\n",
-                                                  f"{{rx_packets={40 + received}, tx_packets=1}}\n"]
+        # `ovs-vsctl --format=json --data=json --columns=name,status,statistics list Interface REP`, in the format
+        # of recorded/13_ovsdb_json; a representor reports no connection status
+        answers[f"list Interface {rep}"] = [
+            f'{{"data":[["{rep}",["map",[]],["map",[["rx_packets",{rx}],["tx_packets",1]]]]],'
+            '"headings":["name","status","statistics"]}\n'
+            for rx in (40, 40 + received)
+        ]
     return answers
 
 

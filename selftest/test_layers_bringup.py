@@ -3,6 +3,7 @@ nothing is retried, down keeps going, and the emulated lab's missing hardware is
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from vdpalab.bringup import BringUp
 from vdpalab.config import Lab, load_lab
 from vdpalab.layers import LAYER_ORDER, LayerStatus, layer_order
+from vdpalab.parsers.ovs import VSCTL_STATE_ARGV
 from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 from vdpalab.testing.transcript import load_transcript, scripted_host
 
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.selftest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).parent / "data" / "scripts"
 FRESH = SCRIPTS / "seed-fresh"
+RECORDED_OVSDB = Path(__file__).parent / "data" / "recorded" / "13_ovsdb_json"
 
 
 @pytest.fixture()
@@ -160,19 +163,9 @@ def test_emulated_lab_has_no_sriov_switchdev_or_vdpa(emulated: Lab, tmp_path: Pa
 
 def test_not_applicable_requirements_do_not_block(emulated: Lab, tmp_path: Path) -> None:
     """ovs requires switchdev; in the emulated lab switchdev is NOT_APPLICABLE, which is not broken."""
-    ovs_steps = [
-        ScriptStep("ovs-vsctl get Open_vSwitch . other_config", stdout='{userspace-tso-enable="true"}\n'),
-        ScriptStep("ovs-vsctl show", stdout_file=SCRIPTS / "outputs" / "emulated-ovs-vsctl-show.txt"),
-    ]
-    host = ScriptedHost(
-        "c83g155",
-        ovs_steps
-        + ovs_steps
-        + [
-            ScriptStep(f"ovs-vsctl get Interface {port} ofport", stdout=f"{n}\n")
-            for port, n in (("ens2f0", 1), ("ens2f0_0", 2), ("ens2f1", 1), ("ens2f1_0", 2))
-        ],
-    )
+    # the netns lab's real answer (recorded from this lab.toml): its bridges with veth system ports, its other_config
+    state = ScriptStep(shlex.join(VSCTL_STATE_ARGV), stdout_file=RECORDED_OVSDB / "netns-ovs-vsctl-list-state-json.txt")
+    host = ScriptedHost("c83g155", [state, state])  # up's probe, verify's probe
     outcomes = BringUp(emulated, {"host": host}, tmp_path, layers=["switchdev", "ovs"]).up()
     host.assert_done()
     assert outcomes["switchdev"].status is LayerStatus.NOT_APPLICABLE

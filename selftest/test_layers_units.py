@@ -29,7 +29,7 @@ from vdpalab.layers.ovs import OvsState, kv_arg
 from vdpalab.layers.sriov import PfVfState
 from vdpalab.layers.vdpa import bind_command
 from vdpalab.parsers.libvirt import parse_libvirt_xml
-from vdpalab.parsers.ovs import parse_vsctl_show
+from vdpalab.parsers.ovs import VSCTL_STATE_ARGV, parse_vsctl_show, parse_vsctl_state
 from vdpalab.testing.scripted import ScriptedHost, ScriptStep
 from vdpalab.testing.transcript import TranscriptError, load_transcript
 
@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 SEED = DATA / "seed"
 RECORDED = DATA / "recorded"
+OUTPUTS = DATA / "scripts" / "outputs"
+OVS_STATE = shlex.join(VSCTL_STATE_ARGV)  # the OVS layer's one read
 
 
 @pytest.fixture()
@@ -315,18 +317,29 @@ def test_ovs_never_rewrites_what_it_did_not_create(lab: Lab, tmp_path: Path) -> 
         layer.plan_bridges(OvsState(True, {}, parse_vsctl_show(moved)))
 
 
+def without_port(listed: str, port: str) -> str:
+    """A state answer (``VSCTL_STATE_ARGV``) as OVS lists it after ``del-port``: the Port row, its Interface row and
+    the bridge's reference go; a set left with one element is printed as that element, as OVS does."""
+    top, bridges, ports, ifaces = (json.loads(line) for line in listed.splitlines())
+    name_at, ifaces_at = ports["headings"].index("name"), ports["headings"].index("interfaces")
+    row = next(r for r in ports["data"] if r[name_at] == port)
+    ports["data"].remove(row)
+    gone = row[ifaces_at][1]
+    ifaces["data"] = [r for r in ifaces["data"] if r[0][1] != gone]
+    ports_at = bridges["headings"].index("ports")
+    for bridge in bridges["data"]:
+        refs = [r for r in bridge[ports_at][1] if r != row[0]] if bridge[ports_at][0] == "set" else [bridge[ports_at]]
+        bridge[ports_at] = refs[0] if len(refs) == 1 else ["set", refs]
+    return "".join(json.dumps(doc, separators=(",", ":")) + "\n" for doc in (top, bridges, ports, ifaces))
+
+
 def test_ovs_adds_a_missing_port_to_an_existing_bridge_and_down_removes_only_it(lab: Lab, tmp_path: Path) -> None:
-    text = (SEED / "ovs-vsctl-show-br30.txt").read_text()  # the seed after (2)-(4): br31-ovs not made yet
-    partial = text.replace(
-        "        Port ens2f0_0\n            Interface ens2f0_0\n                type: dpdk\n"
-        '                options: {dpdk-devargs="0000:07:00.0,representor=[0]"}\n',
-        "",
-    )
-    config = (ROOT / "selftest/data/scripts/outputs/ovs-vsctl-get-other-config-allow-a.txt").read_text()
+    # the seed after (2)-(4) (br31-ovs not made yet) without ens2f0_0, with our other_config (-a)
+    partial = without_port((OUTPUTS / "ovs-vsctl-list-state-br30-allow-a-json.txt").read_text(), "ens2f0_0")
+    assert set(parse_vsctl_state(partial).show.bridges["br30-ovs"].ports) == {"br30-ovs", "ens2f0"}
     host = ScriptedHost.from_pairs(
         [
-            ("ovs-vsctl get Open_vSwitch . other_config", config),
-            ("ovs-vsctl show", partial),
+            (OVS_STATE, partial),
             (
                 "ovs-vsctl add-port br30-ovs ens2f0_0 -- set Interface ens2f0_0 type=dpdk "
                 'options:dpdk-devargs="0000:07:00.0,representor=[0]"',
@@ -365,33 +378,34 @@ def test_ovs_down_puts_back_changed_values_and_restarts(lab: Lab, tmp_path: Path
 
 
 def test_ovs_verify_reports_interface_errors(lab: Lab, tmp_path: Path) -> None:
-    text = (
-        (SEED / "ovs-vsctl-show-br30-br31.txt")
-        .read_text()
-        .replace(
-            '                options: {dpdk-devargs="0000:07:00.1,representor=[0]"}\n',
-            '                options: {dpdk-devargs="0000:07:00.1,representor=[0]"}\n'
-            "                error: \"Error attaching device '0000:07:00.1,representor=[0]' to DPDK\"\n",
-            1,
-        )
-    )
-    config = (ROOT / "selftest/data/scripts/outputs/ovs-vsctl-get-other-config-allow-a.txt").read_text()
-    host = ScriptedHost.from_pairs(
-        [
-            ("ovs-vsctl get Open_vSwitch . other_config", config),
-            ("ovs-vsctl show", text),
-            ("ovs-vsctl get Interface ens2f0 ofport", "1\n"),
-            ("ovs-vsctl get Interface ens2f0_0 ofport", "2\n"),
-            ("ovs-vsctl get Interface ens2f1 ofport", "1\n"),
-            ("ovs-vsctl get Interface ens2f1_0 ofport", "-1\n"),
-        ]
-    )
+    row = '"ens2f1_0","dpdk",["map",[["dpdk-devargs","0000:07:00.1,representor=[0]"]]],["set",[]],2]'
+    listed = (OUTPUTS / "ovs-vsctl-list-state-br30-br31-allow-a-json.txt").read_text()
+    assert listed.count(row) == 1
+    # what OVS lists for a port DPDK could not attach: its error, and ofport -1
+    error = "Error attaching device '0000:07:00.1,representor=[0]' to DPDK"
+    broken = listed.replace(row, row.replace('["set",[]],2]', json.dumps(error) + ",-1]"))
+    host = ScriptedHost.from_pairs([(OVS_STATE, broken)])
     evidence = Ovs(ctx(lab, tmp_path, host=host)).verify()
+    host.assert_done()
     assert not evidence.ok
     assert evidence.summary == (
         "interface ens2f1_0 (bridge br31-ovs) error: Error attaching device '0000:07:00.1,representor=[0]' to DPDK; "
         "interface ens2f1_0 has no OpenFlow port (ofport -1)"
     )
+
+
+def test_ovs_verify_takes_the_ofports_from_the_same_read(lab: Lab, tmp_path: Path) -> None:
+    listed = (OUTPUTS / "ovs-vsctl-list-state-br30-br31-allow-a-json.txt").read_text()
+    host = ScriptedHost.from_pairs([(OVS_STATE, listed)])
+    layer = Ovs(ctx(lab, tmp_path, host=host))
+    layer.ctx.versions["dpdk"] = "20.11.0"
+    evidence = layer.verify()
+    host.assert_done()  # one command: no per-port ofport read
+    assert evidence.ok, evidence.summary
+    assert {d for d in evidence.details if "ofport" in d} == {
+        "br30-ovs ens2f0: ofport 1", "br30-ovs ens2f0_0: ofport 2", "br31-ovs ens2f1: ofport 1",
+        "br31-ovs ens2f1_0: ofport 2",
+    }
 
 
 def test_kv_arg_quotes_only_when_needed() -> None:

@@ -5,6 +5,7 @@ fail with anything but ParseError."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ CASES: dict[str, tuple[str, int, list[tuple[int, int]]]] = {
     "dump-ports": ("seed/ovs-ofctl-of14-dump-ports-br30-ovs.txt", 3, [(26, 60), (9, 40), (2, 40)]),
     "vsctl-show": ("seed/ovs-vsctl-show-br30.txt", 5, [(10, 40), (12, 20)]),
     "other-config": ("seed/ovs-vsctl-get-other-config.txt", 1, [(1, 50), (1, 170)]),
+    "ovsdb-list": ("recorded/13_ovsdb_json/netns-ovs-vsctl-list-state-json.txt", 3, [(4, 200), (2, 60), (1, 30)]),
     "dump-flows": ("recorded/11_found_by_search/ovs-dpctl-dump-flows-m-type-offloaded-ct-nat-sriov-operator.txt", 2,
                    [(1, 200), (2, 440)]),
     "ping": ("seed/ping-f-c77g153-to-c77g159.txt", 1, [(5, 30), (4, 20), (3, 20)]),
@@ -182,3 +184,47 @@ def test_a_foreign_line_in_a_real_sample_is_kept_not_fatal(kind: str, data: st.D
     mutated = "\n".join([*lines[:at], junk, *lines[at:]]) + "\n"
     result = PARSERS[kind].parse(mutated)
     assert Unparsed(at + 1, junk) in result.unparsed
+
+
+# OVSDB's JSON (``ovs-vsctl --format=json --data=json list``): atoms, references, sets and maps as OVS prints them
+_ATOM = st.one_of(st.text(max_size=12), st.integers(-(2**63), 2**63 - 1), st.booleans(),
+                  st.floats(allow_nan=False), st.uuids().map(lambda u: ["uuid", str(u)]))
+_CELL = st.one_of(_ATOM, st.lists(_ATOM, max_size=4).map(lambda xs: ["set", xs]),
+                  st.lists(st.tuples(_ATOM, _ATOM), max_size=4).map(lambda kv: ["map", [list(p) for p in kv]]))
+
+
+def _decoded(cell: object) -> object:
+    """What the parser must make of a cell: a reference its UUID, a set a list, a map a dict."""
+    if isinstance(cell, list) and cell[0] == "uuid":
+        return cell[1]
+    if isinstance(cell, list) and cell[0] == "set":
+        return [_decoded(a) for a in cell[1]]
+    if isinstance(cell, list):
+        return {_decoded(k): _decoded(v) for k, v in cell[1]}
+    return cell
+
+
+@_SETTINGS
+@given(headings=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=4, unique=True), data=st.data(),
+       tables=st.integers(1, 3))
+def test_ovsdb_list_reads_back_any_table_ovs_could_print(headings: list[str], data: st.DataObject,
+                                                         tables: int) -> None:
+    docs = [{"data": data.draw(st.lists(st.lists(_CELL, min_size=len(headings), max_size=len(headings)),
+                                        max_size=3)), "headings": headings} for _ in range(tables)]
+    text = "".join(json.dumps(doc, separators=(",", ":")) + "\n" for doc in docs)
+    listed = PARSERS["ovsdb-list"].parse(text)
+    assert listed.unparsed == [] and [t.line for t in listed.tables] == list(range(1, tables + 1))
+    for doc, table in zip(docs, listed.tables, strict=True):
+        assert table.rows == [{h: _decoded(c) for h, c in zip(headings, row, strict=True)} for row in doc["data"]]
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_a_foreign_line_between_ovsdb_documents_is_kept(data: st.DataObject) -> None:
+    """The JSON samples are skipped by the test above; one document a line is not one document: a foreign line
+    between (or after) them is kept with its number and every document still reads."""
+    lines = sample("ovsdb-list").rstrip("\n").split("\n")
+    at = data.draw(st.integers(1, len(lines)), label="after line")
+    junk = "\x07" + data.draw(st.text(alphabet=_ALPHABET, max_size=30), label="junk").replace("\n", " ")
+    result = PARSERS["ovsdb-list"].parse("\n".join([*lines[:at], junk, *lines[at:]]) + "\n")
+    assert result.unparsed == [Unparsed(at + 1, junk)] and len(result.tables) == len(lines)

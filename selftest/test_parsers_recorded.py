@@ -485,10 +485,11 @@ def test_every_recorded_file_is_exercised_here() -> None:
     """Each sample (and each emulated recording, in its own test file) is named by some test.
 
     The virsh recordings (12_virsh_test_driver) are exercised by test_guests_libvirt.py, the vDPA VM's
-    (11_vdpa_vm) by test_parsers_realworld.py, the emulated-vdpa lab VM's (13_vdpa_lab_vm) by test_vdpa_lab.py."""
+    (11_vdpa_vm) by test_parsers_realworld.py, the emulated-vdpa lab VM's (13_vdpa_lab_vm) by test_vdpa_lab.py, the
+    OVSDB JSON lists of both emulated labs (13_ovsdb_json) by test_parsers_ovsdb.py."""
     here = "".join((Path(__file__).parent / name).read_text()
                    for name in (Path(__file__).name, "test_guests_libvirt.py", "test_parsers_realworld.py",
-                                "test_vdpa_lab.py"))
+                                "test_vdpa_lab.py", "test_parsers_ovsdb.py"))
     emulated = (Path(__file__).parent / "test_parsers_emulated.py").read_text()
     missing = [str(p.relative_to(DATA)) for p in DATA.rglob("*.txt") if p.name not in here]
     assert missing == []

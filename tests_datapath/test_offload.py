@@ -22,10 +22,11 @@ from vdpalab.config import Lab
 from vdpalab.errors import ParseError
 from vdpalab.hosts.base import Host, run_json_or_text
 from vdpalab.parsers.ethtool import parse_ethtool_k
-from vdpalab.parsers.ovs import DumpFlows, Flow, parse_dump_flows, parse_other_config
+from vdpalab.parsers.ovs import DumpFlows, Flow, ovsdb_row, ovsdb_text_map, parse_dump_flows, vsctl_list_argv
 from vdpalab.traffic.jobs import WorkDir, start_job
 
 pytestmark = [pytest.mark.datapath, pytest.mark.measures]
+OTHER_CONFIG_ARGV = vsctl_list_argv([("Open_vSwitch", ("other_config",))])
 
 
 def _flows(host: Host, kind: str) -> tuple[DumpFlows, str]:
@@ -58,11 +59,11 @@ class OffloadProbe:
 def probe_offload(host: Host, lab: Lab) -> OffloadProbe:
     """Read OVS's other_config and ``ethtool -k`` of every bridge uplink on the host (read-only)."""
     evidence: list[str] = []
-    result = host.run(["ovs-vsctl", "get", "Open_vSwitch", ".", "other_config"], timeout=15)
+    result = host.run(OTHER_CONFIG_ARGV, timeout=15)
     try:
-        other = parse_other_config(result.stdout).other_config if result.ok else {}
-    except ParseError as exc:
-        raise AssertionError(f"ovs-vsctl get Open_vSwitch . other_config: unreadable output: {exc}") from None
+        other = ovsdb_text_map(ovsdb_row(result.stdout)["other_config"]) if result.ok else {}
+    except (ParseError, KeyError) as exc:
+        raise AssertionError(f"ovs-vsctl list Open_vSwitch other_config: unreadable output: {exc!r}") from None
     evidence.append(f"OVS other_config:hw-offload={other.get('hw-offload', '(unset)')}"
                     + ("" if result.ok else f" (ovs-vsctl rc={result.rc}: {result.stderr.strip()})"))
     tc: dict[str, bool | None] = {}

@@ -443,22 +443,23 @@ class PortFacts:
 
 def port_facts_reads(port: str) -> list[list[str]]:
     """The commands ``read_port_facts`` runs (for a caller that prefetches them with other reads)."""
-    return [["ovs-vsctl", "get", "Interface", port, column] for column in ("status", "statistics")]
+    from vdpalab.parsers.ovs import vsctl_list_argv
+
+    return [vsctl_list_argv([("Interface", ("name", "status", "statistics"))], record=port)]
 
 
 def read_port_facts(host: Host, port: str, timeout: float = SHORT) -> PortFacts:
-    from vdpalab.parsers.ovs import parse_ovsdb_map
+    """Both columns from one ``ovs-vsctl --format=json list Interface PORT``; values as text, as ``get`` printed
+    them. A port OVS does not have (or an unreadable answer) gives empty maps: the judge then finds nothing held."""
+    from vdpalab.parsers.ovs import ovsdb_row, ovsdb_text_map
 
-    maps = []
-    reads = port_facts_reads(port)
-    host.prefetch(reads, timeout=timeout)
-    for argv in reads:
-        result = host.run(argv, timeout=timeout)
-        try:
-            maps.append(parse_ovsdb_map("ovs-vsctl get", result.stdout.strip(), 1, result.stdout) if result.ok else {})
-        except ParseError:
-            maps.append({})
-    return PortFacts(port, maps[0], maps[1])
+    (argv,) = port_facts_reads(port)
+    result = host.run(argv, timeout=timeout)
+    try:
+        row = ovsdb_row(result.stdout) if result.ok else {}
+    except ParseError:
+        row = {}
+    return PortFacts(port, ovsdb_text_map(row.get("status")), ovsdb_text_map(row.get("statistics")))
 
 
 def guest_tx_packets(host: Host, interface: str, timeout: float = SHORT) -> int | None:

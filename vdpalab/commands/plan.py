@@ -1,7 +1,7 @@
 """``vdpalab plan --lab FILE``: every command bring-up would run, per host and layer, without running any.
 
 A dry run for an operator to review before touching a production host. Live (the default) it
-connects and runs read-only probes (``cat``, ``devlink ... show``, ``ovs-vsctl get``...) to plan
+connects and runs read-only probes (``cat``, ``devlink ... show``, ``ovs-vsctl list``...) to plan
 only what is missing; ``--offline`` prints the whole plan for a fresh host without connecting.
 ``--down`` prints what ``down`` would run from the recorded journals instead.
 """

@@ -32,15 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vdpalab.config import BridgeSettings, PortSettings
-from vdpalab.errors import LayerError
+from vdpalab.errors import LayerError, ParseError
 from vdpalab.layers import _text
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
-from vdpalab.parsers.ovs import VsctlShow, parse_other_config, parse_vsctl_show
+from vdpalab.parsers.ovs import VSCTL_STATE_ARGV, VsctlShow, parse_vsctl_state
 
 RESTART_PREFIXES = ("dpdk-",)
 RESTART_KEYS = frozenset({"hw-offload", "tc-policy", "vhost-iommu-support", "vhost-postcopy-support"})
 WHITESPACE_KEYS = frozenset({"dpdk-extra"})  # EAL arguments: compared word by word
-GET_OTHER_CONFIG = ["ovs-vsctl", "get", "Open_vSwitch", ".", "other_config"]
 # values that are paths on the lab host: relative ones are relative to the lab file, like every path in it
 PATH_OPTIONS = frozenset({"vhost-server-path"})
 PATH_EAL_ARGS = ("--huge-dir=",)
@@ -57,10 +56,6 @@ def same_value(key: str, have: str | None, want: str) -> bool:
     if key in WHITESPACE_KEYS:
         return have.split() == want.split()
     return have == want
-
-
-def ofport_argv(interface: str) -> list[str]:
-    return ["ovs-vsctl", "get", "Interface", interface, "ofport"]
 
 
 def kv_arg(key: str, value: str) -> str:
@@ -176,15 +171,17 @@ class Ovs(Layer):
 
     # --- probe / plan ---
     def probe(self) -> OvsState:
-        """Still text (``get`` and ``show`` have no JSON; ``ovs-vsctl --format=json list`` of the tables would,
-        and is not done yet): the recorded seed and emulated outputs cover both parsers."""
-        self.prefetch([GET_OTHER_CONFIG, ["ovs-vsctl", "show"]])
-        result = self.read(GET_OTHER_CONFIG)
+        """One ``ovs-vsctl --format=json list`` of Open_vSwitch, Bridge, Port and Interface (one round trip, one
+        database snapshot) gives other_config and what ``show`` printed, with every interface's ofport; a
+        failure (no database) means OVS is not running."""
+        result = self.read(VSCTL_STATE_ARGV)
         if not result.ok:
             return OvsState(False, error=(result.stderr.strip() or result.stdout.strip())[:300])
-        config = parse_other_config(result.stdout).other_config
-        show = parse_vsctl_show(self.read_ok(["ovs-vsctl", "show"], what="ovs-vsctl show"))
-        return OvsState(True, config, show)
+        try:
+            state = parse_vsctl_state(result.stdout)
+        except ParseError as exc:
+            raise LayerError(self.name, f"unreadable ovs-vsctl list output on {result.host}: {exc}") from None
+        return OvsState(True, state.other_config, state.show)
 
     def fresh_state(self) -> OvsState:
         """The seed's host: OVS installed by OFED, not started. Without a service command (emulated labs)
@@ -316,8 +313,6 @@ class Ovs(Layer):
 
     # --- verify ---
     def verify(self) -> Evidence:
-        ports = [p.name for b in self.lab.bridge for p in b.ports]
-        self.prefetch([GET_OTHER_CONFIG, ["ovs-vsctl", "show"], *(ofport_argv(name) for name in ports)])
         st = self.probe()
         if not st.running:
             return Evidence(False, f"OVS does not answer: {st.error}")
@@ -352,11 +347,11 @@ class Ovs(Layer):
                 if problem:
                     problems.append(problem)
                     continue
-                ofport = _text.lines(self.read(ofport_argv(port.name)).stdout)
-                value = ofport[0].strip('"') if ofport else ""
-                details.append(f"{bridge.name} {port.name}: ofport {value or '?'}")
-                if not value.isdigit() or int(value) <= 0:
-                    problems.append(f"interface {port.name} has no OpenFlow port (ofport {value or '?'})")
+                ofport = br.ports[port.name].interfaces[port.name].ofport
+                shown = "?" if ofport is None else str(ofport)
+                details.append(f"{bridge.name} {port.name}: ofport {shown}")
+                if ofport is None or ofport <= 0:
+                    problems.append(f"interface {port.name} has no OpenFlow port (ofport {shown})")
         if problems:
             return Evidence(False, "; ".join(problems), tuple(details))
         return Evidence(

@@ -14,13 +14,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdpalab.errors import ParseError
 from vdpalab.guests import driver_for
 from vdpalab.hosts.base import CommandResult
 from vdpalab.layers import _text
 from vdpalab.layers.base import Evidence, Layer, PlannedCommand
 from vdpalab.layers.safety import check_safety
+from vdpalab.parsers.ovs import ovsdb_optional, ovsdb_row, ovsdb_text, vsctl_list_argv
 
 LIBVIRT_MIN = "7.4"
+# the DPDK version OVS recorded at dpdk-init ("DPDK 22.11.1"): a column since OVS 2.11, read when --version has none
+DPDK_VERSION_ARGV = vsctl_list_argv([("Open_vSwitch", ("dpdk_version",))])
 VERSION_KEYS = ("kernel", "nic_driver", "nic_firmware", "ofed", "ovs", "dpdk", "qemu", "libvirt")
 
 
@@ -193,10 +197,13 @@ class Preflight(Layer):
         ovs, dpdk = ovs_versions(result.stdout)
         state.versions["ovs"] = ovs
         if dpdk is None and self.lab.ovs.dpdk:
-            db = self._run(["ovs-vsctl", "get", "Open_vSwitch", ".", "dpdk_version"])
-            if db.ok:
-                m = re.search(r"DPDK\s+(\S+?)\"?$", db.stdout.strip())
-                dpdk = m.group(1) if m else None
+            db = self._run(DPDK_VERSION_ARGV)
+            try:
+                value = ovsdb_optional(ovsdb_row(db.stdout)["dpdk_version"]) if db.ok else None
+            except (ParseError, KeyError):
+                value = None  # an OVS without the column, or an answer that is not the table: unknown
+            m = re.search(r"DPDK\s+(\S+)$", ovsdb_text(value).strip()) if value is not None else None
+            dpdk = m.group(1) if m else None
             if dpdk is None:
                 state.notes.append("DPDK version unknown (no DPDK line in ovs-vswitchd --version, no dpdk_version yet)")
         state.versions["dpdk"] = dpdk

@@ -49,6 +49,8 @@ PARSERS: dict[str, ParserSpec] = {
         _spec(ovs.DUMP_PORTS, ovs.parse_dump_ports, "ovs-ofctl [-O OpenFlow1x] dump-ports BR"),
         _spec(ovs.VSCTL_SHOW, ovs.parse_vsctl_show, "ovs-vsctl show"),
         _spec(ovs.OTHER_CONFIG, ovs.parse_other_config, "ovs-vsctl get Open_vSwitch . other_config"),
+        _spec(ovs.OVSDB_LIST, ovs.parse_ovsdb_list,
+              "ovs-vsctl --format=json --data=json [--columns=...] list TABLE [-- list TABLE...]"),
         _spec(ovs.DUMP_FLOWS, ovs.parse_dump_flows, "ovs-appctl dpctl/dump-flows [-m] [type=...]"),
         _spec(ping.PING, ping.parse_ping, "ping (iputils, incl. -f; busybox)"),
         _spec(iperf.IPERF3, iperf.parse_iperf3, "iperf3 -J (client), TCP or UDP, 3.1 to 3.17"),

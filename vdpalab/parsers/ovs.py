@@ -1,5 +1,8 @@
 """Open vSwitch outputs: ``ovs-ofctl dump-ports``, ``ovs-vsctl show``, ``ovs-vsctl get ... other_config``,
-``ovs-appctl dpctl/dump-flows``.
+``ovs-vsctl --format=json --data=json list TABLE``, ``ovs-appctl dpctl/dump-flows``.
+
+The live reads take the OVSDB tables as JSON (``list``, several tables in one ``ovs-vsctl`` call joined by
+``--``); the text parsers of ``show`` and ``get`` stay for recorded outputs and ``vdpalab parse``.
 
 OVS prints '?' for a counter the datapath does not know (DPDK ports leave frame/over/crc unknown):
 that becomes None, never 0, so a judge cannot mistake "not counted" for "nothing dropped".
@@ -7,8 +10,12 @@ that becomes None, never 0, so a judge cannot mistake "not counted" for "nothing
 
 from __future__ import annotations
 
+import bisect
+import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vdpalab.errors import ParseError
 from vdpalab.parsers._common import (
@@ -28,6 +35,7 @@ DUMP_PORTS = "dump-ports"
 VSCTL_SHOW = "vsctl-show"
 OTHER_CONFIG = "other-config"
 DUMP_FLOWS = "dump-flows"
+OVSDB_LIST = "ovsdb-list"
 
 
 # --------------------------------------------------------------------------------------- dump-ports
@@ -291,10 +299,13 @@ def parse_other_config(text: str) -> OtherConfig:
 # ------------------------------------------------------------------------------------ vsctl show
 @dataclass(frozen=True)
 class Interface:
+    """``ofport`` comes from the JSON tables only (``show`` does not print it): None when not read or not assigned."""
+
     type: str | None
     options: dict[str, str]
     error: str | None
     other: dict[str, str] = field(default_factory=dict)
+    ofport: int | None = None
 
 
 @dataclass(frozen=True)
@@ -469,6 +480,257 @@ def _show_line(kind: str, st: _ShowState, line_no: int, line: str) -> None:
             st.iface["other"][key] = value
     else:
         raise ParseError(kind, f"unexpected indentation {indent}", line_no, line)
+
+
+# --------------------------------------------------------------------------------- OVSDB JSON lists
+class Uuid(str):
+    """An OVSDB reference (``["uuid", "..."]``), kept apart from a string column that merely looks like one."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class OvsdbTable:
+    """One ``list`` of ``ovs-vsctl --format=json --data=json``: its columns and rows, every column kept.
+
+    Cells are decoded from OVSDB's JSON: atoms as Python values, a reference as :class:`Uuid`, a set as a list
+    and a map as a dict. OVSDB prints a set of one element as the bare element and an empty optional value as
+    an empty set, so read sets with :func:`ovsdb_set` and optional values with :func:`ovsdb_optional`.
+    """
+
+    headings: list[str]
+    rows: list[dict[str, Any]]
+    line: int  # where the document starts in the text
+
+
+@dataclass(frozen=True)
+class OvsdbList:
+    """``ovs-vsctl --format=json --data=json [--columns=...] list TABLE [-- list TABLE...]``: one document per
+    ``list`` (one a line, or spread over lines with ``--pretty``), in command order; the output names no table."""
+
+    tables: list[OvsdbTable]
+    unparsed: list[Unparsed] = field(default_factory=list)
+
+
+def vsctl_list_argv(tables: Sequence[tuple[str, Sequence[str]]], record: str | None = None) -> list[str]:
+    """One ``ovs-vsctl`` call that lists each (table, columns) in turn (one round trip, one database snapshot);
+    ``record`` restricts a single table to one row (a name or UUID). Empty columns: every column."""
+    argv = ["ovs-vsctl", "--format=json", "--data=json"]
+    for i, (table, columns) in enumerate(tables):
+        argv += (["--"] if i else []) + ([f"--columns={','.join(columns)}"] if columns else []) + ["list", table]
+    if record is not None:
+        if len(tables) != 1:
+            raise ValueError("a record names one row of one table")
+        argv.append(record)
+    return argv
+
+
+def _json_atom(kind: str, value: Any, what: str, line_no: int, line: str) -> Any:
+    if isinstance(value, str | int | float):  # (bool is an int)
+        return value
+    if isinstance(value, list) and len(value) == 2 and value[0] == "uuid" and isinstance(value[1], str):
+        return Uuid(value[1])
+    raise ParseError(kind, f"{what}: {str(value)[:60]!r} is no OVSDB atom", line_no, line)
+
+
+def _ovsdb_cell(kind: str, value: Any, what: str, line_no: int, line: str) -> Any:
+    """One cell of ``--data=json``: an atom, ``["set", [atoms]]`` or ``["map", [[key, value]...]]``."""
+    if isinstance(value, list) and len(value) == 2 and value[0] in ("set", "map") and isinstance(value[1], list):
+        if value[0] == "set":
+            return [_json_atom(kind, v, what, line_no, line) for v in value[1]]
+        out: dict[Any, Any] = {}
+        for pair in value[1]:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ParseError(kind, f"{what}: map entry {str(pair)[:60]!r} is no [key, value] pair", line_no, line)
+            out[_json_atom(kind, pair[0], what, line_no, line)] = _json_atom(kind, pair[1], what, line_no, line)
+        return out
+    return _json_atom(kind, value, what, line_no, line)
+
+
+def _ovsdb_table(kind: str, doc: Any, line_no: int, line: str) -> OvsdbTable:
+    if not isinstance(doc, dict) or not isinstance(doc.get("headings"), list) or not isinstance(doc.get("data"), list):
+        raise ParseError(kind, "expected a {\"data\": [...], \"headings\": [...]} document", line_no, line)
+    headings = doc["headings"]
+    if not all(isinstance(h, str) for h in headings) or len(set(headings)) != len(headings):
+        raise ParseError(kind, "headings must be distinct column names", line_no, line)
+    rows = []
+    for i, row in enumerate(doc["data"]):
+        if not isinstance(row, list) or len(row) != len(headings):
+            raise ParseError(kind, f"row {i} does not have the {len(headings)} columns of the headings", line_no, line)
+        rows.append({h: _ovsdb_cell(kind, v, f"row {i} column {h}", line_no, line)
+                     for h, v in zip(headings, row, strict=True)})
+    return OvsdbTable(headings=list(headings), rows=rows, line=line_no)
+
+
+def parse_ovsdb_list(text: str) -> OvsdbList:
+    """Read every JSON document in turn; a line that starts none (a prompt, a warning) or whose document is not
+    OVSDB's is kept as not understood. Raises when no document is there, or the text ends inside one (cut)."""
+    kind = OVSDB_LIST
+    content_lines(kind, text)  # an empty text is no output
+    norm = normalize(text)
+    lines = norm.split("\n")
+    starts = [0]
+    for ln in lines[:-1]:
+        starts.append(starts[-1] + len(ln) + 1)
+    cut = not norm.rstrip(" \t").endswith("\n")
+    decoder = json.JSONDecoder()
+    tables: list[OvsdbTable] = []
+    unparsed: list[Unparsed] = []
+    first_error: ParseError | None = None
+    n = 0
+    while n < len(lines):
+        line = lines[n]
+        s = line.strip()
+        if not s.startswith("{"):
+            if s:
+                unparsed.append(Unparsed(n + 1, line))
+            n += 1
+            continue
+        pos = starts[n] + len(line) - len(line.lstrip())
+        try:
+            doc, end = decoder.raw_decode(norm, pos)
+        except json.JSONDecodeError as exc:
+            if not norm[exc.pos:].strip() or (cut and not "".join(lines[n + 1:]).strip()):  # ends inside it
+                raise ParseError(kind, f"JSON document cut ({exc.msg})", *_line_of(lines, starts, exc.pos)) from None
+            unparsed.append(Unparsed(n + 1, line))
+            n += 1
+            continue
+        except RecursionError:
+            raise ParseError(kind, "JSON nested too deeply", n + 1, line) from None
+        last = _line_of(lines, starts, max(end - 1, pos))[0] - 1
+        if lines[last][end - starts[last]:].strip():  # more on the document's last line: not one output
+            unparsed.append(Unparsed(n + 1, line))
+            n += 1
+            continue
+        try:
+            tables.append(_ovsdb_table(kind, doc, n + 1, line))
+        except ParseError as exc:
+            first_error = first_error or exc
+            unparsed.extend(Unparsed(k + 1, lines[k]) for k in range(n, last + 1) if lines[k].strip())
+        n = last + 1
+    if not tables:  # nothing is OVSDB's JSON: why the first document was not, else the first line
+        first = unparsed[0]
+        raise first_error or ParseError(kind, "no ovs-vsctl --format=json list document", first.line, first.text)
+    return OvsdbList(tables=tables, unparsed=unparsed)
+
+
+def _line_of(lines: list[str], starts: list[int], pos: int) -> tuple[int, str]:
+    """(1-based line number, line) of an offset into the joined lines."""
+    k = bisect.bisect_right(starts, pos) - 1
+    return k + 1, lines[k]
+
+
+def ovsdb_set(value: Any) -> list[Any]:
+    """A set column as a list: OVSDB prints a set of one element as that element."""
+    return value if isinstance(value, list) else [value]
+
+
+def ovsdb_optional(value: Any) -> Any:
+    """An optional column (``min 0, max 1``): None for the empty set, else its one value."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def ovsdb_text(value: Any) -> str:
+    """An atom as ``ovs-vsctl get`` prints it unquoted (true/false, decimal numbers): what the text reads gave."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def ovsdb_text_map(value: Any) -> dict[str, str]:
+    """A map column with keys and values as text (``other_config``, ``options``, ``status``, ``statistics``);
+    anything that is not a map (a pasted ``--data=string`` cell) is no map: empty."""
+    if not isinstance(value, dict):
+        return {}
+    return {ovsdb_text(k): ovsdb_text(v) for k, v in value.items()}
+
+
+def ovsdb_tables(text: str, names: Sequence[str]) -> dict[str, OvsdbTable]:
+    """The output of :func:`vsctl_list_argv` for the tables ``names``, by name (the output itself names none)."""
+    listed = parse_ovsdb_list(text)
+    if len(listed.tables) != len(names):
+        raise ParseError(OVSDB_LIST, f"expected {len(names)} tables ({', '.join(names)}), read {len(listed.tables)}")
+    return dict(zip(names, listed.tables, strict=True))
+
+
+def ovsdb_row(text: str) -> dict[str, Any]:
+    """The one row of a one-table ``list`` (``list Open_vSwitch``, ``list Interface NAME``)."""
+    tables = parse_ovsdb_list(text).tables
+    if len(tables) != 1:
+        raise ParseError(OVSDB_LIST, f"expected one table, read {len(tables)}", tables[1].line)
+    table = tables[0]
+    if len(table.rows) != 1:
+        raise ParseError(OVSDB_LIST, f"expected one row, read {len(table.rows)}", table.line)
+    return table.rows[0]
+
+
+# The OVS layer's one read: other_config and what ``ovs-vsctl show`` gives of bridges, ports and interfaces,
+# with each interface's ofport; only columns every OVS since 1.x has.
+VSCTL_STATE_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Open_vSwitch", ("_uuid", "ovs_version", "other_config", "bridges")),
+    ("Bridge", ("_uuid", "name", "datapath_type", "ports")),
+    ("Port", ("_uuid", "name", "interfaces")),
+    ("Interface", ("_uuid", "name", "type", "options", "error", "ofport")),
+)
+VSCTL_STATE_ARGV = vsctl_list_argv(VSCTL_STATE_TABLES)
+
+
+@dataclass(frozen=True)
+class VsctlState:
+    """OVS's configuration as the layer needs it: ``show``'s tree (with ofports) and other_config."""
+
+    show: VsctlShow
+    other_config: dict[str, str]
+
+
+def _column(table: str, row: Mapping[str, Any], column: str, line: int) -> Any:
+    if column not in row:
+        raise ParseError(OVSDB_LIST, f"{table} has no column {column!r} (listed without it?)", line)
+    return row[column]
+
+
+def _referenced(tables: Mapping[str, OvsdbTable], table: str, refs: Any, line: int) -> list[dict[str, Any]]:
+    """The rows of ``table`` a reference column points at, sorted by name (as ``show`` lists them, roughly)."""
+    by_uuid = {row.get("_uuid"): row for row in tables[table].rows}
+    missing = [ref for ref in ovsdb_set(refs) if ref not in by_uuid]
+    if missing:
+        raise ParseError(OVSDB_LIST, f"{table} row {missing[0]} is referenced but not listed", line)
+    return sorted((by_uuid[ref] for ref in ovsdb_set(refs)), key=lambda row: str(row.get("name", "")))
+
+
+def parse_vsctl_state(text: str) -> VsctlState:
+    """The output of ``VSCTL_STATE_ARGV`` as the structures the text ``show`` and ``get`` give."""
+    tables = ovsdb_tables(text, [name for name, _ in VSCTL_STATE_TABLES])
+    top = tables["Open_vSwitch"]
+    if len(top.rows) != 1:
+        raise ParseError(OVSDB_LIST, f"expected one Open_vSwitch row, read {len(top.rows)}", top.line)
+    root = top.rows[0]
+    bridges: dict[str, Bridge] = {}
+    for br in _referenced(tables, "Bridge", _column("Open_vSwitch", root, "bridges", top.line), top.line):
+        line = tables["Bridge"].line
+        ports: dict[str, Port] = {}
+        for port in _referenced(tables, "Port", _column("Bridge", br, "ports", line), line):
+            pline = tables["Port"].line
+            ifaces: dict[str, Interface] = {}
+            for iface in _referenced(tables, "Interface", _column("Port", port, "interfaces", pline), pline):
+                iline = tables["Interface"].line
+                ofport = ovsdb_optional(_column("Interface", iface, "ofport", iline))
+                error = ovsdb_optional(_column("Interface", iface, "error", iline))
+                ifaces[ovsdb_text(_column("Interface", iface, "name", iline))] = Interface(
+                    type=ovsdb_text(_column("Interface", iface, "type", iline)) or None,
+                    options=ovsdb_text_map(_column("Interface", iface, "options", iline)),
+                    error=None if error is None else ovsdb_text(error),
+                    ofport=ofport if isinstance(ofport, int) and not isinstance(ofport, bool) else None,
+                )
+            ports[ovsdb_text(_column("Port", port, "name", pline))] = Port(interfaces=ifaces)
+        datapath_type = ovsdb_text(_column("Bridge", br, "datapath_type", line)) or None
+        bridges[ovsdb_text(_column("Bridge", br, "name", line))] = Bridge(datapath_type=datapath_type, ports=ports)
+    version = ovsdb_optional(_column("Open_vSwitch", root, "ovs_version", top.line))
+    show = VsctlShow(uuid=ovsdb_text(_column("Open_vSwitch", root, "_uuid", top.line)),
+                     ovs_version=None if version is None else ovsdb_text(version), bridges=bridges)
+    return VsctlState(show=show, other_config=ovsdb_text_map(_column("Open_vSwitch", root, "other_config", top.line)))
 
 
 # ------------------------------------------------------------------------------------ dump-flows

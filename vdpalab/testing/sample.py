@@ -46,7 +46,7 @@ _BRINGUP = [
     ("test_sriov_vfs", "echo 1 > /sys/class/net/ens2f0/device/sriov_numvfs"),
     ("test_switchdev", "devlink dev eswitch set pci/0000:07:00.0 mode switchdev"),
     ("test_vhost_vdpa", "modprobe vhost_vdpa"),
-    ("test_ovs_dpdk_offload", "ovs-vsctl get Open_vSwitch . other_config"),
+    ("test_ovs_dpdk_offload", "ovs-vsctl --format=json --data=json --columns=other_config list Open_vSwitch"),
     ("test_guests_up", "virsh start c77g153"),
 ]
 
