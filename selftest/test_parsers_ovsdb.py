@@ -69,10 +69,10 @@ def test_argv_lists_each_table_with_its_columns_in_one_call() -> None:
         vsctl_list_argv([("Bridge", ()), ("Port", ())], record="x")
 
 
-@pytest.mark.parametrize("lab", LABS)
-def test_state_gives_what_show_gives_of_the_same_run(lab: str) -> None:
-    state = parse_vsctl_state(rec(STATE[lab]))
-    show = parse_vsctl_show(rec(SHOW[lab]))
+@pytest.mark.parametrize("flavour", LABS)
+def test_state_gives_what_show_gives_of_the_same_run(flavour: str) -> None:
+    state = parse_vsctl_state(rec(STATE[flavour]))
+    show = parse_vsctl_show(rec(SHOW[flavour]))
     assert state.show.uuid == show.uuid
     assert state.show.ovs_version is show.ovs_version is None  # the labs' databases are made by hand
     assert set(state.show.bridges) == set(show.bridges) == {"br30-ovs", "br31-ovs"}
@@ -86,9 +86,9 @@ def test_state_gives_what_show_gives_of_the_same_run(lab: str) -> None:
                 assert (got.type, got.options, got.error) == (iface.type, iface.options, iface.error)
                 assert iface.ofport is None  # show does not print it
                 assert got.ofport == (65534 if iname == name else 2 if iname.endswith("_0") else 1)
-    config = ovsdb_text_map(ovsdb_row(rec(OTHER_CONFIG[lab]))["other_config"])
+    config = ovsdb_text_map(ovsdb_row(rec(OTHER_CONFIG[flavour]))["other_config"])
     assert state.other_config == config
-    assert len(parse_ovsdb_list(rec(STATE[lab])).tables) == 4
+    assert len(parse_ovsdb_list(rec(STATE[flavour])).tables) == 4
 
 
 def test_the_netns_lab_has_system_ports_and_its_other_config() -> None:
@@ -109,20 +109,20 @@ def test_the_qemu_lab_has_dpdk_and_vhost_user_ports() -> None:
     assert guest.options["vhost-server-path"].endswith("/guests/c77g153.vhost-user.sock")
 
 
-@pytest.mark.parametrize("lab", LABS)
-def test_every_column_of_a_full_list_is_kept(lab: str) -> None:
+@pytest.mark.parametrize("flavour", LABS)
+def test_every_column_of_a_full_list_is_kept(flavour: str) -> None:
     names = ["Open_vSwitch", "Bridge", "Port", "Interface"]
-    tables = ovsdb_tables(rec(ALL_TABLES[lab]), names)
+    tables = ovsdb_tables(rec(ALL_TABLES[flavour]), names)
     top = tables["Open_vSwitch"].rows[0]
     assert set(top) == set(tables["Open_vSwitch"].headings)
     assert {"cur_cfg", "iface_types", "datapath_types"} <= set(top)
     assert isinstance(top["_uuid"], Uuid) and isinstance(top["cur_cfg"], int)
-    assert top["dpdk_initialized"] is (lab == "qemu")
+    assert top["dpdk_initialized"] is (flavour == "qemu")
     assert "netdev" in top["datapath_types"] and "internal" in top["iface_types"]
-    assert ("dpdkvhostuserclient" in top["iface_types"]) is (lab == "qemu")  # the DPDK build's port types
+    assert ("dpdkvhostuserclient" in top["iface_types"]) is (flavour == "qemu")  # the DPDK build's port types
     bridges = sorted(r["name"] for r in tables["Bridge"].rows if r["_uuid"] in ovsdb_set(top["bridges"]))
     assert bridges == ["br30-ovs", "br31-ovs"]
-    state = parse_vsctl_state(rec(STATE[lab]))
+    state = parse_vsctl_state(rec(STATE[flavour]))
     assert ovsdb_text_map(top["other_config"]) == state.other_config
     stats = {r["name"]: r["statistics"] for r in tables["Interface"].rows}
     assert stats["ens2f0"] and all(isinstance(v, int) for v in stats["ens2f0"].values())
@@ -136,12 +136,12 @@ def test_manager_table_and_the_show_block_of_the_same_run() -> None:
     assert "Manager" not in rec("netns-ovs-vsctl-show.txt")  # recorded before set-manager
 
 
-@pytest.mark.parametrize("lab", LABS)
-def test_pretty_output_is_the_same_table(lab: str) -> None:
-    pretty = parse_ovsdb_list(rec(PRETTY[lab]))
-    assert len(rec(PRETTY[lab]).splitlines()) > 5
+@pytest.mark.parametrize("flavour", LABS)
+def test_pretty_output_is_the_same_table(flavour: str) -> None:
+    pretty = parse_ovsdb_list(rec(PRETTY[flavour]))
+    assert len(rec(PRETTY[flavour]).splitlines()) > 5
     (row,) = pretty.tables[0].rows
-    compact = parse_vsctl_state(rec(STATE[lab]))
+    compact = parse_vsctl_state(rec(STATE[flavour]))
     iface = compact.show.bridges["br30-ovs"].ports["ens2f0"].interfaces["ens2f0"]
     assert (row["name"], row["type"] or None, ovsdb_text_map(row["options"]), row["ofport"]) == (
         "ens2f0", iface.type, iface.options, iface.ofport
@@ -167,9 +167,9 @@ def test_port_facts_read_status_and_statistics_as_get_printed_them() -> None:
     assert int(netns.statistics["rx_packets"]) > 0  # the recording's pings went through
 
 
-@pytest.mark.parametrize("lab", LABS)
-def test_port_facts_of_a_port_ovs_does_not_have_are_empty(lab: str) -> None:
-    stderr = rec(NO_ROW[lab])
+@pytest.mark.parametrize("flavour", LABS)
+def test_port_facts_of_a_port_ovs_does_not_have_are_empty(flavour: str) -> None:
+    stderr = rec(NO_ROW[flavour])
     assert stderr.startswith('ovs-vsctl: no row "nosuch0" in table Interface')
     facts = read_port_facts(_port_host(stderr, rc=1), "ens2f0_0")
     assert (facts.status, facts.statistics) == ({}, {})

@@ -573,6 +573,7 @@ def parse_ovsdb_list(text: str) -> OvsdbList:
     for ln in lines[:-1]:
         starts.append(starts[-1] + len(ln) + 1)
     cut = not norm.rstrip(" \t").endswith("\n")
+    last_content = max(k for k, ln in enumerate(lines) if ln.strip())
     decoder = json.JSONDecoder()
     tables: list[OvsdbTable] = []
     unparsed: list[Unparsed] = []
@@ -590,7 +591,7 @@ def parse_ovsdb_list(text: str) -> OvsdbList:
         try:
             doc, end = decoder.raw_decode(norm, pos)
         except json.JSONDecodeError as exc:
-            if not norm[exc.pos:].strip() or (cut and not "".join(lines[n + 1:]).strip()):  # ends inside it
+            if not norm[exc.pos:].strip() or (cut and n == last_content):  # ends inside it
                 raise ParseError(kind, f"JSON document cut ({exc.msg})", *_line_of(lines, starts, exc.pos)) from None
             unparsed.append(Unparsed(n + 1, line))
             n += 1
