@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from vdpalab.config import load_lab
+from vdpalab.errors import CommandTimeout
 from vdpalab.evidence import (
     PROBLEM_KINDS,
     LogMarker,
     VdpaDeviceRef,
+    guest_tx_packets,
     is_harmless_ovs_line,
     judge_vdpa_evidence,
     kernel_log_command,
@@ -451,3 +453,13 @@ def test_the_evidence_test_fails_rather_than_crashes_on_a_log_that_is_no_log() -
         _evidence_test()(lab, _Session(), host, guests, LogMarker("journal", "c", "h"), record)
     kept = record.attachments["kernel log: lines not understood (kept, not judged)"]
     assert "line 1: Hint: You are currently" in kept
+
+
+def test_evidence_reads_wait_the_hosts_quick_timeout() -> None:
+    """The guest counter read of the vDPA evidence runs on the guest: a nested TCG guest's lab file gives it more
+    than 10 s (``quick_timeout_s``), and the read waits that long before it counts as hung."""
+    host = ScriptedHost("c77g159", [ScriptStep("cat /sys/class/net/eth0/statistics/tx_packets", raises="timeout")])
+    host.quick_timeout = 60.0
+    with pytest.raises(CommandTimeout) as caught:
+        guest_tx_packets(host, "eth0")
+    assert caught.value.timeout == 60.0

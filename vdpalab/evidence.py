@@ -34,7 +34,6 @@ from vdpalab.parsers.kernel_log import LogRecord, VdpaEvent, parse_kernel_log
 from vdpalab.parsers.vdpa import VqStats, parse_vdpa_vstats
 
 MarkerKind = Literal["journal", "dmesg", "start"]
-SHORT = 10.0
 
 
 # ------------------------------------------------------------------------------------------ markers
@@ -97,13 +96,14 @@ JOURNAL_CURSOR = "journalctl --show-cursor -n 0 -o short --no-pager"
 DMESG_LAST = "dmesg | tail -n 1"
 
 
-def take_marker(host: Host, timeout: float = SHORT) -> LogMarker:
+def take_marker(host: Host, timeout: float | None = None) -> LogMarker:
     """Mark the end of the kernel log now; call before the guests start (before bring-up).
 
     Tries journald (``journalctl --show-cursor -n 0 -o short``), then the last
     dmesg timestamp, then gives a ``start`` marker with the reason. Never raises
     for a missing tool; a host that cannot be reached raises ``HostError``.
     """
+    timeout = host.quick_timeout if timeout is None else timeout
     notes: list[str] = []
     host.prefetch([JOURNAL_CURSOR, DMESG_LAST], timeout=timeout)  # one round trip where the host batches reads
     result = host.run(JOURNAL_CURSOR, timeout=timeout)
@@ -215,9 +215,10 @@ def vstats_argv(device: str, qidx: int) -> list[str]:
     return ["vdpa", "-j", "dev", "vstats", "show", device, "qidx", str(qidx)]
 
 
-def read_vstats(host: Host, device: str, qidx: int, timeout: float = SHORT) -> VqStats | str:
+def read_vstats(host: Host, device: str, qidx: int, timeout: float | None = None) -> VqStats | str:
     """The counters (``vdpa-vstats`` parser), or a string saying why they are unavailable
     (old iproute2 without ``vstats``, a driver without vendor stats, an unreadable output)."""
+    timeout = host.quick_timeout if timeout is None else timeout
     argv = vstats_argv(device, qidx)
     try:
         result = host.run(argv, timeout=timeout)
@@ -403,8 +404,9 @@ def bus_facts_reads(device: str) -> list[list[str]]:
             ["readlink", f"/sys/bus/vdpa/devices/{device}/driver"]]  # fmt: skip
 
 
-def read_bus_facts(host: Host, device: str, timeout: float = SHORT) -> BusFacts:
+def read_bus_facts(host: Host, device: str, timeout: float | None = None) -> BusFacts:
     """What the bus says about ``device`` now (read after the guest driver came up: features are negotiated)."""
+    timeout = host.quick_timeout if timeout is None else timeout
     from vdpalab.parsers.vdpa import parse_vdpa_config, parse_vdpa_dev
 
     problems: list[str] = []
@@ -448,9 +450,10 @@ def port_facts_reads(port: str) -> list[list[str]]:
     return [vsctl_list_argv([("Interface", ("name", "status", "statistics"))], record=port)]
 
 
-def read_port_facts(host: Host, port: str, timeout: float = SHORT) -> PortFacts:
+def read_port_facts(host: Host, port: str, timeout: float | None = None) -> PortFacts:
     """Both columns from one ``ovs-vsctl --format=json list Interface PORT``; values as text, as ``get`` printed
     them. A port OVS does not have (or an unreadable answer) gives empty maps: the judge then finds nothing held."""
+    timeout = host.quick_timeout if timeout is None else timeout
     from vdpalab.parsers.ovs import ovsdb_row, ovsdb_text_map
 
     (argv,) = port_facts_reads(port)
@@ -462,8 +465,9 @@ def read_port_facts(host: Host, port: str, timeout: float = SHORT) -> PortFacts:
     return PortFacts(port, ovsdb_text_map(row.get("status")), ovsdb_text_map(row.get("statistics")))
 
 
-def guest_tx_packets(host: Host, interface: str, timeout: float = SHORT) -> int | None:
+def guest_tx_packets(host: Host, interface: str, timeout: float | None = None) -> int | None:
     """The guest interface's transmitted-packet counter (what the guest sent into the device)."""
+    timeout = host.quick_timeout if timeout is None else timeout
     result = host.run(["cat", f"/sys/class/net/{interface}/statistics/tx_packets"], timeout=timeout)
     text = result.stdout.strip()
     return int(text) if result.ok and text.isdigit() else None
