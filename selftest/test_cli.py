@@ -10,8 +10,10 @@ need root and the lab lock and are tested in test_emulated_lab.py.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -144,6 +146,43 @@ def test_plan_of_a_lab_with_three_problems_gives_three_lines(tmp_path: Path) -> 
                                      f"vdpalab: {bad}: host: required key is missing",
                                      f"vdpalab: {bad}: nonsense: unknown key (not part of the lab schema; "
                                      "check the spelling)"]
+
+
+def test_plan_against_a_host_that_drops_every_connection_is_one_line(tmp_path: Path) -> None:
+    """A port that accepts and closes each connection (a guest still booting behind QEMU's port forward): one line
+    naming the host, the reads and the reason, not the batch's shell text; paramiko's handshake tracebacks stay
+    off the terminal."""
+    stop = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.1)
+        port = server.getsockname()[1]
+
+        def drop_connections() -> None:
+            while not stop.is_set():
+                try:
+                    server.accept()[0].close()
+                except TimeoutError:
+                    continue
+
+        dropper = threading.Thread(target=drop_connections, daemon=True)
+        dropper.start()
+        text = (ROOT / "labs" / "cx6dx-qemu.toml").read_text()
+        lab = tmp_path / "lab.toml"
+        lab.write_text(text.replace('address = "c83g155"', 'address = "127.0.0.1"', 1)
+                       .replace("\nport = 22\n", f"\nport = {port}\n", 1)
+                       .replace("connect_timeout_s = 10", "connect_timeout_s = 2", 1))  # fmt: skip
+        assert f"port = {port}" in lab.read_text() and 'address = "127.0.0.1"' in lab.read_text()
+        try:
+            p = vdpalab("plan", "--lab", str(lab), "--layer", "preflight")
+        finally:
+            stop.set()
+            dropper.join()
+    msg = one_error_line(p, "vdpalab: c83g155: unreachable while running '")
+    assert "batched commands: uname -r; cat /proc/cmdline;" in msg and "@@" not in msg, msg
+    assert f"127.0.0.1:{port} within 2 s" in msg, msg
+    assert "Error reading SSH protocol banner" in msg or "Connection reset" in msg, msg
 
 
 # -------------------------------------------------------------------------------------------- lab

@@ -83,6 +83,15 @@ def test_prefetched_reads_take_one_channel_and_give_each_commands_own_result(hos
 
 
 @needs_sshd
+def test_a_batch_that_times_out_is_named_by_its_commands(host: SSHHost) -> None:
+    """A sequence cut by its timeout names the commands it ran, not the shell text that wraps them in one batch."""
+    with pytest.raises(CommandTimeout) as info:
+        host.run_sequence(["true", "sleep 30"], timeout=1)
+    message = str(info.value)
+    assert "'2 batched commands: true; sleep 30'" in message and "@@" not in message, message
+
+
+@needs_sshd
 def test_one_connection_is_reused(host: SSHHost) -> None:
     first = _connection(host)
     transport = host.connect()

@@ -105,6 +105,12 @@ def batch_script(commands: Sequence[str], token: str, stop_on_failure: bool = Fa
     return "\n".join(parts)
 
 
+def batch_label(commands: Sequence[str]) -> str:
+    """How an error names a batch: its commands, not the shell text that wraps them."""
+    text = "; ".join(commands)
+    return f"{len(commands)} batched commands: " + (text if len(text) <= 200 else text[:197] + "...")
+
+
 def split_batch(
     batch: CommandResult, commands: Sequence[str], token: str, stop_on_failure: bool = False
 ) -> list[CommandResult] | None:
@@ -212,7 +218,7 @@ class Host(ABC):
             return  # (one read alone gains nothing from a batch, unless it would drop the ones kept)
         token = f"vdpalab-batch-{secrets.token_hex(6)}"
         try:
-            batch = self.run(batch_script(commands, token), timeout=timeout)
+            batch = self._run_batch(commands, token, timeout=timeout)
         except CommandTimeout:  # each read runs on its own and meets its own timeout
             parts = None
         else:
@@ -237,13 +243,24 @@ class Host(ABC):
             return results
         token = f"vdpalab-batch-{secrets.token_hex(6)}"
         limit = self.default_timeout if timeout is None else timeout
-        batch = self.run(batch_script(commands, token, stop_on_failure=True), timeout=limit * len(commands))
+        batch = self._run_batch(commands, token, timeout=limit * len(commands), stop_on_failure=True)
         parts = split_batch(batch, commands, token, stop_on_failure=True)
         if parts is None:
             raise CommandFailed(batch)
         for result in parts:  # each also as its own line in the history (the batch above is the round trip)
             self._logged(result.command, result.rc, time.time(), 0.0, "ok" if result.ok else "failed")
         return parts
+
+    def _run_batch(
+        self, commands: Sequence[str], token: str, *, timeout: float | None, stop_on_failure: bool = False
+    ) -> CommandResult:
+        """One round trip of ``commands``; its errors name the commands (``batch_label``), not the batch script."""
+        try:
+            return self.run(batch_script(commands, token, stop_on_failure), timeout=timeout)
+        except HostUnreachable as exc:
+            raise HostUnreachable(exc.host, batch_label(commands), exc.reason) from None
+        except CommandTimeout as exc:
+            raise CommandTimeout(exc.host, batch_label(commands), exc.timeout, exc.stdout, exc.stderr) from None
 
     def _take_prefetched(self, command: str, may_take: bool = True) -> CommandResult | None:
         """The prefetched result of ``command`` (once); any other command (or one fed stdin) drops the rest."""

@@ -19,6 +19,7 @@ time, each waits until the server has closed its channel, and a channel that fai
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shlex
@@ -34,6 +35,11 @@ from vdpalab.errors import CommandTimeout, HostUnreachable
 from vdpalab.hosts.base import CommandResult, Host
 from vdpalab.hosts.exit_signal import TRANSPORT
 from vdpalab.hosts.netns import connect_tcp
+
+# paramiko logs each failed handshake at ERROR with its traceback ("Error reading SSH protocol banner" while a
+# guest boots behind a port forward that closes every connection); connect() retries and reports the last failure
+# in its HostUnreachable. Without this, Python's last-resort handler prints them on a CLI user's terminal.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 HostKeyPolicy = Literal["strict", "accept-new", "ignore"]
 _POLICIES = ("strict", "accept-new", "ignore")
