@@ -139,6 +139,21 @@ def test_console_logs_from_the_state_dir(tmp_path: Path) -> None:
     assert sections["c77g153: console c77g153.serial.log"].endswith("login:")
 
 
+def test_a_lab_vm_that_stopped_answering_shows_its_console(tmp_path: Path) -> None:
+    """The vDPA lab's host is a VM: when it stops answering mid-run (a kernel panic ends QEMU), its console's tail
+    is in the report; while it answers, its console is left out."""
+    (tmp_path / "vm").mkdir()
+    panic = "[  446.75] Oops: int3: 0000 [#1]\n[  446.76] Kernel panic - not syncing\n"
+    (tmp_path / "vm" / "console.log").write_text(panic)
+    title = "c83g155: lab VM console vm/console.log (tail)"
+    dead = FakeHost("c83g155", lambda c: HostUnreachable("c83g155", c, "connection refused"))
+    sections = collect_diagnostics(LAB, {"host": dead}, None, state_dir=tmp_path)
+    assert sections[title].endswith("Kernel panic - not syncing") and len(dead.calls) == 1
+    assert "c83g155" in sections["unreachable hosts"]
+    alive = collect_diagnostics(LAB, {"host": FakeHost("c83g155", host_answer)}, None, state_dir=tmp_path)
+    assert title not in alive
+
+
 def test_the_cpu_load_section_reads_this_machine() -> None:
     """The command the CPU section runs, on this machine: cores, load average, PSI (or says PSI is off)."""
     import subprocess

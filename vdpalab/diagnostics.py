@@ -5,7 +5,7 @@ host's kernel log since the marker, the tail of ovs-vswitchd.log, the host's CPU
 pressure (a loaded host explains latency outliers), ``ovs-vsctl show``,
 the datapath flows, OpenFlow flows and port counters per bridge, each guest's
 links (with counters), addresses and neighbours read with ``ip -j`` and summed up, guest
-console logs when the lab keeps them, and
+console logs when the lab keeps them (and the lab VM's console when the lab host stopped answering), and
 the command history of every host involved.
 
 It must never make a bad situation worse: every command has a short timeout, a
@@ -212,6 +212,23 @@ def console_logs(lab: Lab, state_dir: Path | None) -> dict[str, str]:
     return out
 
 
+#: where an emulated lab whose host is a VM keeps that VM's console (vdpa-vm flavour: ``STATE/vm/console.log``)
+LAB_VM_CONSOLE = Path("vm") / "console.log"
+
+
+def lab_host_console(lab: Lab, state_dir: Path | None) -> dict[str, str]:
+    """The tail of the lab host's console when the emulated lab runs it as a VM: a lab host that stopped answering
+    in the middle of a run may have panicked, and only its console says so."""
+    path = None if state_dir is None else state_dir / LAB_VM_CONSOLE
+    if path is None or not path.is_file():
+        return {}
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    except OSError as exc:
+        lines = [f"(unreadable: {exc})"]
+    return {f"{lab.host.name}: lab VM console {LAB_VM_CONSOLE} (tail)": _clip("\n".join(lines))}
+
+
 def collect_diagnostics(
     lab: Lab,
     hosts: Mapping[str, Host],
@@ -253,6 +270,8 @@ def collect_diagnostics(
         host = _opened(hosts, role)  # the history is local: also shown for a host that died
         if host is not None:
             c.sections[f"{role}: command history"] = format_history(host.history, history_since)
+    if "host" in c.dead:
+        c.sections.update(lab_host_console(lab, state_dir))
     if c.dead:
         c.sections["unreachable hosts"] = "\n".join(f"{role}: {why}" for role, why in c.dead.items())
     return c.sections
