@@ -20,6 +20,7 @@ from vdpalab.errors import LabConfigError
 from vdpalab.guests import driver_for
 from vdpalab.layers.base import LayerContext
 from vdpalab.layers.guests import Guests
+from vdpalab.qemu import qemu_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB = ROOT / "labs" / "emulated-vdpa-seed.toml"
@@ -56,6 +57,11 @@ def test_the_vm_infrastructure_serves_the_nested_guests(lab: Lab) -> None:
     assert infra.forwards() == [(2256, 22)]  # the lab VM's sshd only: the guests are reached through it
     assert [g.name for g in infra.vm_guests()] == ["c77g153", "c77g159"]
     assert all(g.ssh.via_lab_host for g in lab.guest)
+    # the nested guests' TCG keeps the lab VM's TCG translating: a 2 GiB translation buffer instead of 1 GiB (fewer
+    # flushes, 5.7 instead of 7.3 min to the first guest's SSH), on both seed labs' VM command lines
+    for path in (LAB, ROOT / "labs" / "emulated-vdpa-seed-libvirt.toml"):
+        argv = qemu_argv(VdpaVmLab(load_lab(path)).spec(None))
+        assert argv[argv.index("-accel") + 1] == "tcg,thread=multi,tb-size=2048", path
     # libvirtd needs the users its QEMU driver resolves at start, and virsh's socket path
     assert "libvirt-qemu:x:" in LIBVIRTD_SETUP and "/var/run/libvirt" in LIBVIRTD_SETUP
 
