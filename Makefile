@@ -13,9 +13,13 @@ setup:
 datapath: setup
 	$(PYTEST) -m datapath --lab $(LAB)
 
-# `nested` self-tests boot the seed's guests inside the vDPA lab VM (nested TCG, ~10 min each): make seed-tests
+# `nested` self-tests boot the seed's guests inside the vDPA lab VM (nested TCG, ~10 min each): make seed-tests.
+# -n auto: the pure self-tests on every core; those that change or watch machine-wide state run one at a time on
+# one worker (xdist_group "machine", selftest/conftest.py)
+SELFTEST_RUN := selftest -m "not nested" -n auto
+
 selftest: setup
-	$(PYTEST) selftest -m "not nested"
+	$(PYTEST) $(SELFTEST_RUN)
 
 lab-tests: setup
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
@@ -43,7 +47,7 @@ vdpa-tests: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
-	$(PYTEST) selftest -m "not nested"
+	$(PYTEST) $(SELFTEST_RUN)
 	$(PYTEST) benchmarks/test_python_speed.py
 	$(PYTEST) -m "bringup or datapath or benchmark" --lab lab.toml
 	@if [ -f labs/emulated-qemu.toml ]; then $(PYTEST) -m "bringup or datapath" --lab labs/emulated-qemu.toml; fi

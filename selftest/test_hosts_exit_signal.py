@@ -19,7 +19,7 @@ from vdpalab.hosts import exit_signal
 from vdpalab.hosts.ssh import SSHHost
 from vdpalab.processes import pid_running
 
-pytestmark = pytest.mark.selftest
+pytestmark = [pytest.mark.selftest, pytest.mark.machine]  # sshd and dropbear: daemons a machine snapshot watches
 
 ROOT_SSHD = os.geteuid() == 0 and os.path.exists("/usr/sbin/sshd") and shutil.which("ssh-keygen") is not None
 ROOT_DROPBEAR = os.geteuid() == 0 and os.path.exists(DROPBEAR) and shutil.which("dropbearkey") is not None

@@ -26,7 +26,7 @@ from vdpalab.hosts.netns import free_tcp_port
 from vdpalab.hosts.ssh import SSHHost
 from vdpalab.processes import descendants, pid_running, wait_pid_stopped
 
-pytestmark = pytest.mark.selftest
+pytestmark = [pytest.mark.selftest, pytest.mark.machine]  # sshd and dropbear: daemons a machine snapshot watches
 
 _CAN_RUN = os.geteuid() == 0 and os.path.exists("/usr/sbin/sshd") and shutil.which("ssh-keygen") is not None
 needs_sshd = pytest.mark.skipif(not _CAN_RUN, reason="needs root, /usr/sbin/sshd and ssh-keygen")
