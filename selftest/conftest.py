@@ -1,10 +1,10 @@
 """Shared self-test fixtures, and the xdist group that keeps machine-wide self-tests apart.
 
-``make test`` runs the self-tests with ``-n 2``. Tests that build labs or start daemons change what a
-"leaves the machine as found" snapshot sees (namespaces, mounts, watched processes), so two of them side
-by side would fail each other. Every such test (marked ``emulated``, ``qemu``, ``nested`` or ``machine``,
-or using the netns ``pair``) joins ``xdist_group("machine")``: one worker runs them one after the other,
-the other workers take the pure tests.
+``make test`` runs the self-tests with ``-n auto`` (two workers on CI's two cores). Tests that build labs
+or start daemons change what a "leaves the machine as found" snapshot sees (namespaces, mounts, watched
+processes), so two of them side by side would fail each other. Every such test (marked ``emulated``,
+``qemu``, ``nested`` or ``machine``, or using the netns ``pair``) joins ``xdist_group("machine")``: one
+worker runs them one after the other, the other workers take the pure tests.
 """
 
 from __future__ import annotations
