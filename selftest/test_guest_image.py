@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import socket
 import stat
@@ -99,15 +100,34 @@ def test_cpio_round_trip() -> None:
     import gzip
     import tempfile
 
-    with tempfile.NamedTemporaryFile(suffix=".img") as fh:
-        fh.write(gzip.compress(cpio.finish()))
-        fh.flush()
-        entries = {name: (mode, data) for name, mode, data in list_initramfs(Path(fh.name))}
-    assert entries["usr/bin/tool"] == (stat.S_IFREG | 0o755, b"#!/bin/sh\necho hi\n")
-    assert stat.S_ISDIR(entries["usr"][0]) and stat.S_ISDIR(entries["usr/bin"][0])  # parents come first
-    assert entries["bin/sh"] == (stat.S_IFLNK | 0o777, b"busybox")
-    assert stat.S_ISCHR(entries["dev/console"][0])
-    assert entries["root"][0] == stat.S_IFDIR | 0o700
+    raw = cpio.finish()
+    for blob in (raw, gzip.compress(raw)):  # the builder writes it plain; older images (builder < 4) gzip'd
+        with tempfile.NamedTemporaryFile(suffix=".img") as fh:
+            fh.write(blob)
+            fh.flush()
+            entries = {name: (mode, data) for name, mode, data in list_initramfs(Path(fh.name))}
+        assert entries["usr/bin/tool"] == (stat.S_IFREG | 0o755, b"#!/bin/sh\necho hi\n")
+        assert stat.S_ISDIR(entries["usr"][0]) and stat.S_ISDIR(entries["usr/bin"][0])  # parents come first
+        assert entries["bin/sh"] == (stat.S_IFLNK | 0o777, b"busybox")
+        assert stat.S_ISCHR(entries["dev/console"][0])
+        assert entries["root"][0] == stat.S_IFDIR | 0o700
+
+
+def test_a_rebuilt_images_host_key_replaces_the_old_pin() -> None:
+    old = (
+        "[127.0.0.1]:2153 ssh-ed25519 OLDKEY\n"
+        "[127.0.0.1]:2159 ssh-ed25519 OLDKEY\n"
+        "[127.0.0.1]:2256 ssh-ed25519 LABVM\n"
+        "# a comment\n"
+    )
+    pins = {gi.known_hosts_name("127.0.0.1", port): "ssh-ed25519 NEW" for port in (2153, 2159)}
+    new = gi.pin_host_keys(old, pins)
+    assert new == (
+        "[127.0.0.1]:2256 ssh-ed25519 LABVM\n# a comment\n"
+        "[127.0.0.1]:2153 ssh-ed25519 NEW\n[127.0.0.1]:2159 ssh-ed25519 NEW\n"
+    )
+    assert gi.pin_host_keys(new, pins) == new  # idempotent: a second lab up writes nothing
+    assert gi.pin_host_keys("", {gi.known_hosts_name("10.0.0.5", 22): "ssh-ed25519 K"}) == "10.0.0.5 ssh-ed25519 K\n"
 
 
 def test_ssh_keypair_is_generated_once(tmp_path: Path) -> None:
@@ -204,6 +224,11 @@ def test_initramfs_contents(built) -> None:
                  "dev/console", gi.HOST_KEY_GUEST_PATH, "root/.ssh/authorized_keys"):
         assert path in entries, path
     assert entries["init"][0] & 0o111 and entries["init"][1].startswith(b"#!/bin/sh")
+    # uncompressed (no gunzip in a nested guest's boot); /init configures NICs with the static busybox ip
+    assert image.initrd.read_bytes()[:6] == b"070701"
+    init_lines = entries["init"][1].decode().splitlines()
+    assert [ln for ln in init_lines if re.match(r"\s*(\[.*\] \|\| )?ip ", ln)] == [], "iproute2 ip in /init"
+    assert sum("busybox ip " in ln for ln in init_lines) == 3
     # dash, not busybox ash: ash would run its own applets (busybox ping, ip) before anything on PATH
     assert not stat.S_ISLNK(entries["bin/sh"][0]) and entries["bin/sh"][1] == Path("/usr/bin/dash").read_bytes()
     assert stat.S_ISLNK(entries["bin/ash"][0]) and entries["bin/ash"][1] == b"busybox"

@@ -21,7 +21,7 @@ import pytest
 
 from vdpalab.emulated.netns_lab import note_run_netns, restore_run_netns, run_netns_left_mounted
 from vdpalab.emulated.sshd import SshdServer, start_sshd
-from vdpalab.errors import CommandFailed, CommandTimeout, HostUnreachable
+from vdpalab.errors import CommandFailed, CommandTimeout, HostKeyRejected, HostUnreachable
 from vdpalab.hosts.netns import free_tcp_port
 from vdpalab.hosts.ssh import SSHHost
 from vdpalab.processes import descendants, pid_running, wait_pid_stopped
@@ -274,7 +274,7 @@ def test_dead_idle_transport_is_reopened(sshd: SshdServer) -> None:
 def test_host_key_policies(sshd: SshdServer, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     common = {"port": sshd.port, "key_file": str(sshd.client_key), "connect_timeout": 5}
-    with pytest.raises(HostUnreachable, match="host key rejected"):
+    with pytest.raises(HostKeyRejected, match="host key rejected"):
         SSHHost("strict", "127.0.0.1", known_hosts=str(known), **common).run("true")  # type: ignore[arg-type]
     with SSHHost("new", "127.0.0.1", host_key_policy="accept-new", known_hosts=str(known), **common) as h:
         assert h.run("echo learned").stdout == "learned\n"
@@ -286,8 +286,11 @@ def test_host_key_policies(sshd: SshdServer, tmp_path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     wrong = " ".join(Path(f"{other}.pub").read_text().split()[:2])
     known.write_text(f"[127.0.0.1]:{sshd.port} {wrong}\n")
-    with pytest.raises(HostUnreachable, match="host key rejected"):
-        SSHHost("changed", "127.0.0.1", host_key_policy="accept-new", known_hosts=str(known), **common).run("true")
+    changed = SSHHost("changed", "127.0.0.1", host_key_policy="accept-new", known_hosts=str(known), **common)
+    with pytest.raises(HostKeyRejected, match="host key rejected"):  # a HostUnreachable that retrying cannot cure
+        changed.run("true")
+    with pytest.raises(HostKeyRejected, match=r"'2 batched commands: true; uname'.*host key rejected"):
+        changed.run_sequence(["true", "uname"])
     with SSHHost("ignore", "127.0.0.1", host_key_policy="ignore", known_hosts=str(known), **common) as h:
         assert h.run("true").ok
 

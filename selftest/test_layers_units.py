@@ -539,6 +539,26 @@ def test_a_guest_that_never_answers_ssh_shows_its_console(lab: Lab, tmp_path: Pa
     assert message.endswith("Kernel panic - not syncing: VFS: Unable to mount root fs")
 
 
+def test_a_guest_that_answers_with_an_unpinned_host_key_fails_at_once(lab: Lab, tmp_path: Path) -> None:
+    """A rebuilt guest image brings a new host key: the wait stops at the first answer instead of the boot timeout
+    (the scripted guest answers once; a second attempt would be a script mismatch)."""
+    guest = lab.guest[0].model_copy(update={"boot_timeout_s": 600.0})
+    single = lab.model_copy(update={"guest": [guest]})
+    rekeyed = ScriptedHost("c77g153", [ScriptStep("true", raises="host-key")])
+    host = ScriptedHost.from_pairs(
+        [("tail -n 40 /run/vdpalab/cx6dx-qemu/c77g153.console.log", "[148] Exit before auth: Exited normally\n")]
+    )
+    layer = Guests(ctx(single, tmp_path, host=host, c77g153=rekeyed))
+    with pytest.raises(LayerError) as info:
+        layer.wait_ssh(guest)
+    rekeyed.assert_done()
+    message = str(info.value)
+    pinned = single.resolve(guest.ssh.known_hosts) or "~/.ssh/known_hosts"
+    assert message.startswith("layer guests: guest c77g153: answered after ")
+    assert f"with a host key that {pinned} does not pin (c77g153: unreachable while running 'true': host key" in message
+    assert message.endswith("Exit before auth: Exited normally")
+
+
 def test_netns_guest_is_configured_and_down_removes_the_address(emulated: Lab, tmp_path: Path) -> None:
     single = emulated.model_copy(update={"guest": emulated.guest[:1]})
     link = (

@@ -50,6 +50,11 @@ class HostUnreachable(HostError):
         super().__init__(host, command, f"unreachable{what}: {reason}")
 
 
+class HostKeyRejected(HostUnreachable):
+    """The host answered with a key its known_hosts does not pin: asking again cannot help (a rebuilt guest image,
+    a reinstalled host, or someone in between), so waits for a booting host stop at once."""
+
+
 class CommandTimeout(HostError):
     """The command ran longer than its timeout; its process group was killed."""
 

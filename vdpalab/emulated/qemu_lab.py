@@ -255,7 +255,7 @@ class QemuLab(EmulatedLab):
 
     def _ensure_guest_image(self) -> list[str]:
         """Build (or find cached) the guest image for the lab's client key; link it; write the guests' known_hosts."""
-        from vdpalab.emulated.guest_image import build_guest_image
+        from vdpalab.emulated.guest_image import build_guest_image, known_hosts_name, pin_host_keys
 
         changed: list[str] = []
         pubkey = " ".join((self.layout.client_key.parent / f"{self.layout.client_key.name}.pub").read_text().split())
@@ -272,14 +272,8 @@ class QemuLab(EmulatedLab):
             tmp.symlink_to(target)
             tmp.replace(path)
             changed.append(f"linked guest {field} {path} -> {target}")
-        for path, guests in self.guest_known_hosts().items():
-            lines = []
-            for guest in guests:
-                host = guest.ssh.address if guest.ssh.port == 22 else f"[{guest.ssh.address}]:{guest.ssh.port}"
-                line = f"{host} {image.host_key}"
-                if line not in lines:
-                    lines.append(line)
-            text = "\n".join(lines) + "\n"
+        for path, guests in self.guest_known_hosts().items():  # files of the lab's state dir: the lab owns them
+            text = pin_host_keys("", {known_hosts_name(g.ssh.address, g.ssh.port): image.host_key for g in guests})
             if not path.is_file() or path.read_text() != text:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)

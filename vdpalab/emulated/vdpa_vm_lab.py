@@ -300,7 +300,7 @@ class VdpaVmLab:
         guests = self.vm_guests()
         if not guests:
             return []
-        from vdpalab.emulated.guest_image import build_guest_image
+        from vdpalab.emulated.guest_image import build_guest_image, known_hosts_name, pin_host_keys
         from vdpalab.hosts.factory import open_host
 
         changed: list[str] = []
@@ -322,16 +322,18 @@ class VdpaVmLab:
                 changed.append(f"copied the guest image's {posixpath.basename(remote)} into the lab VM: {remote}")
         finally:
             host.close()
+        pins: dict[Path, dict[str, str]] = {}
         for guest in guests:
             path = self.lab.resolve(guest.ssh.known_hosts)
-            if path is None:
-                continue
-            where = guest.ssh.address if guest.ssh.port == 22 else f"[{guest.ssh.address}]:{guest.ssh.port}"
-            line = f"{where} {image.host_key}\n"
+            if path is not None:
+                pins.setdefault(path, {})[known_hosts_name(guest.ssh.address, guest.ssh.port)] = image.host_key
+        for path, hosts in pins.items():
             old = path.read_text() if path.is_file() else ""
-            if line not in old.splitlines(keepends=True):
+            new = pin_host_keys(old, hosts)
+            if new != old:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(old + line)
+                path.write_text(new)
+                changed.append(f"pinned the guest image's host key in {path}")
         return changed
 
     def _ensure_libvirtd(self, timeout_s: float = 120.0) -> list[str]:

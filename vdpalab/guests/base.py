@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from vdpalab.errors import HostError, LayerError
+from vdpalab.errors import HostError, HostKeyRejected, LayerError
 from vdpalab.logs import seconds
 
 if TYPE_CHECKING:
@@ -203,6 +203,13 @@ class GuestDriverBase:
                     log.info("guest %s: SSH answered after %s", guest.name, seconds(time.monotonic() - start))
                     return time.monotonic() - start
                 last = f"`true` exited with rc={result.rc}"
+            except HostKeyRejected as exc:  # the guest is up, with a key that is not pinned: waiting cannot help
+                raise LayerError(
+                    self.ctx.name,
+                    f"guest {guest.name}: answered after {seconds(time.monotonic() - start)} with a host key that "
+                    f"{self.lab.resolve(ssh.known_hosts) or '~/.ssh/known_hosts'} does not pin ({exc})"
+                    + self.console(),
+                ) from exc
             except (HostError, OSError) as exc:
                 last = str(exc)
                 self.ctx.reset_host(guest.name)  # dial again next time

@@ -258,7 +258,7 @@ class Host(ABC):
         try:
             return self.run(batch_script(commands, token, stop_on_failure), timeout=timeout)
         except HostUnreachable as exc:
-            raise HostUnreachable(exc.host, batch_label(commands), exc.reason) from None
+            raise type(exc)(exc.host, batch_label(commands), exc.reason) from None
         except CommandTimeout as exc:
             raise CommandTimeout(exc.host, batch_label(commands), exc.timeout, exc.stdout, exc.stderr) from None
 

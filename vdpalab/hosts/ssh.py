@@ -31,7 +31,7 @@ from typing import Literal
 
 import paramiko
 
-from vdpalab.errors import CommandTimeout, HostUnreachable
+from vdpalab.errors import CommandTimeout, HostKeyRejected, HostUnreachable
 from vdpalab.hosts.base import CommandResult, Host
 from vdpalab.hosts.exit_signal import TRANSPORT
 from vdpalab.hosts.netns import connect_tcp
@@ -274,7 +274,7 @@ class SSHHost(Host):
                 )
             except (paramiko.BadHostKeyException, _HostKeyRejected) as exc:
                 client.close()
-                raise HostUnreachable(self.name, "", f"host key rejected for {where}: {exc}")
+                raise HostKeyRejected(self.name, "", f"host key rejected for {where}: {exc}")
             except paramiko.AuthenticationException as exc:
                 client.close()
                 raise HostUnreachable(self.name, "", f"authentication failed for {where}: {exc}")
@@ -344,8 +344,8 @@ class SSHHost(Host):
         while True:
             try:
                 transport = self.connect()
-            except HostUnreachable as exc:  # name the command that could not run
-                raise HostUnreachable(self.name, self.shown(command), exc.reason)
+            except HostUnreachable as exc:  # name the command that could not run (same class: HostKeyRejected stays)
+                raise type(exc)(self.name, self.shown(command), exc.reason) from None
             try:
                 return transport.open_session(timeout=self.connect_timeout)
             except paramiko.ChannelException as exc:
@@ -389,8 +389,8 @@ class SSHHost(Host):
         try:
             try:
                 transport = self.connect()
-            except HostUnreachable as exc:  # name the command that could not run
-                raise HostUnreachable(self.name, self.shown(command), exc.reason)
+            except HostUnreachable as exc:  # name the command that could not run (same class: HostKeyRejected stays)
+                raise type(exc)(self.name, self.shown(command), exc.reason) from None
             if self.serial_server(transport):
                 serial = self._serial
                 if not serial.acquire(timeout=max(timeout, 0.001)):

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypedDict, Unpack
 
-from vdpalab.errors import CommandTimeout, HostUnreachable
+from vdpalab.errors import CommandTimeout, HostKeyRejected, HostUnreachable
 from vdpalab.hosts.base import CommandResult, Host
 
-Raise = Literal["timeout", "unreachable"]
-RAISES: tuple[Raise, ...] = ("timeout", "unreachable")
+Raise = Literal["timeout", "unreachable", "host-key"]
+RAISES: tuple[Raise, ...] = ("timeout", "unreachable", "host-key")
 
 
 class ScriptedOptions(TypedDict, total=False):
@@ -43,7 +43,7 @@ class ScriptStep:
     ``expect`` is the exact command string, or a compiled regex that must match
     the whole command (``fullmatch``). ``stdout_file`` loads the recorded output
     from a file (read when the step is replayed). ``raises`` makes the step
-    fail like a real host would: ``"timeout"`` or ``"unreachable"``.
+    fail like a real host would: ``"timeout"``, ``"unreachable"`` or ``"host-key"`` (a key known_hosts does not pin).
     """
 
     expect: str | re.Pattern[str]
@@ -55,8 +55,8 @@ class ScriptStep:
     duration: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.raises not in (None, "timeout", "unreachable"):
-            raise ValueError(f"ScriptStep.raises must be 'timeout', 'unreachable' or None, not {self.raises!r}")
+        if self.raises is not None and self.raises not in RAISES:
+            raise ValueError(f"ScriptStep.raises must be one of {RAISES} or None, not {self.raises!r}")
         if self.stdout and self.stdout_file is not None:
             raise ValueError("ScriptStep: give stdout or stdout_file, not both")
 
@@ -156,6 +156,8 @@ class ScriptedHost(Host):
             raise CommandTimeout(self.name, self.shown(command), timeout)
         if step.raises == "unreachable":
             raise HostUnreachable(self.name, self.shown(command), "scripted transport failure")
+        if step.raises == "host-key":
+            raise HostKeyRejected(self.name, self.shown(command), "host key rejected (scripted)")
         return CommandResult(
             host=self.name,
             command=command,
