@@ -31,7 +31,7 @@ seed-tests: setup
 	$(PYTEST) -m "bringup or datapath" --lab labs/emulated-vdpa-seed-libvirt.toml
 	$(PYTEST) selftest -m nested
 
-# the seed's QEMU and libvirt guests on vhost_vdpa, nested in the vDPA lab VM, CI-sized (7-13 min here): bring-up and
+# the seed's QEMU and libvirt guests on vhost_vdpa, nested in the vDPA lab VM, CI-sized (6-13 min here): bring-up and
 # vDPA evidence, ping and iperf3 (TCP and UDP, forward) between the two guests; seed-tests adds the reverse
 # directions, the counter checks and the existing-domain self-test. The last step of `make test`: the longest, and
 # the one whose time varies most (the nested boot alone from 3.6 to 5.6 min)
