@@ -22,6 +22,7 @@ from vdpalab.emulated.guest_image import (
     list_initramfs,
     modinfo_depends,
 )
+from vdpalab.emulated.sshd import known_hosts_name, pin_host_keys
 from vdpalab.errors import LabStateError
 
 pytestmark = pytest.mark.selftest
@@ -120,14 +121,14 @@ def test_a_rebuilt_images_host_key_replaces_the_old_pin() -> None:
         "[127.0.0.1]:2256 ssh-ed25519 LABVM\n"
         "# a comment\n"
     )
-    pins = {gi.known_hosts_name("127.0.0.1", port): "ssh-ed25519 NEW" for port in (2153, 2159)}
-    new = gi.pin_host_keys(old, pins)
+    pins = {known_hosts_name("127.0.0.1", port): "ssh-ed25519 NEW" for port in (2153, 2159)}
+    new = pin_host_keys(old, pins)
     assert new == (
         "[127.0.0.1]:2256 ssh-ed25519 LABVM\n# a comment\n"
         "[127.0.0.1]:2153 ssh-ed25519 NEW\n[127.0.0.1]:2159 ssh-ed25519 NEW\n"
     )
-    assert gi.pin_host_keys(new, pins) == new  # idempotent: a second lab up writes nothing
-    assert gi.pin_host_keys("", {gi.known_hosts_name("10.0.0.5", 22): "ssh-ed25519 K"}) == "10.0.0.5 ssh-ed25519 K\n"
+    assert pin_host_keys(new, pins) == new  # idempotent: a second lab up writes nothing
+    assert pin_host_keys("", {known_hosts_name("10.0.0.5", 22): "ssh-ed25519 K"}) == "10.0.0.5 ssh-ed25519 K\n"
 
 
 def test_ssh_keypair_is_generated_once(tmp_path: Path) -> None:

@@ -680,21 +680,6 @@ def list_initramfs(initrd: Path) -> Iterator[tuple[str, int, bytes]]:
         yield name, mode, data
 
 
-def known_hosts_name(address: str, port: int) -> str:
-    """The host field of a known_hosts line, as OpenSSH writes it."""
-    return address if port == 22 else f"[{address}]:{port}"
-
-
-def pin_host_keys(old: str, pins: dict[str, str]) -> str:
-    """``old`` known_hosts text with each host of ``pins`` (host field -> "type base64") pinned to that key alone.
-
-    Lines of other hosts stay; an earlier image's key for a pinned host goes, because a client takes the first
-    line that names the host and would reject the new image's key for it.
-    """
-    kept = [ln for ln in old.splitlines() if not ln.split() or ln.split()[0] not in pins]
-    return "\n".join([*kept, *(f"{host} {key}" for host, key in pins.items())]) + "\n"
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """One builder at a time per cache directory (parallel test workers share it)."""

@@ -54,6 +54,7 @@ from vdpalab.emulated.daemons import (
     stop_ours,
 )
 from vdpalab.emulated.ovs import OvsDirs, PrivateOvs
+from vdpalab.emulated.sshd import known_hosts_name, pin_host_keys, start_sshd
 from vdpalab.errors import LabStateError
 from vdpalab.hosts.netns import call_in_netns, connect_tcp
 from vdpalab.logs import seconds
@@ -432,13 +433,7 @@ class EmulatedLab:
             )
             changed.append(f"generated {path.name}")
         host_pub = " ".join(_pub(lay.host_key).read_text().split()[:2])
-        lines = []
-        for spec in lay.sshds:
-            host = spec.address if spec.port == 22 else f"[{spec.address}]:{spec.port}"
-            line = f"{host} {host_pub}"
-            if line not in lines:
-                lines.append(line)
-        text = "\n".join(lines) + "\n"
+        text = pin_host_keys("", {known_hosts_name(spec.address, spec.port): host_pub for spec in lay.sshds})
         if not lay.known_hosts.exists() or lay.known_hosts.read_text() != text:
             lay.known_hosts.parent.mkdir(parents=True, exist_ok=True)
             lay.known_hosts.write_text(text)
@@ -505,8 +500,6 @@ class EmulatedLab:
         return pid if pid_is_ours(pid, self.layout.marker) else None
 
     def _ensure_sshds(self) -> list[str]:
-        from vdpalab.emulated.sshd import start_sshd  # the shared private-sshd starter
-
         lay = self.layout
         changed: list[str] = []
         for spec in lay.sshds:

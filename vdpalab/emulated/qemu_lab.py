@@ -52,6 +52,7 @@ from vdpalab.emulated.dpdk import (
 )
 from vdpalab.emulated.netns_lab import BuildReport, EmulatedLab, Probe
 from vdpalab.emulated.ovs import OVS_VSWITCHD, PrivateOvs
+from vdpalab.emulated.sshd import known_hosts_name, pin_host_keys
 from vdpalab.errors import LabStateError
 from vdpalab.guests.vm import guest_path
 from vdpalab.qemu import QemuProcess, QemuSpec
@@ -255,7 +256,7 @@ class QemuLab(EmulatedLab):
 
     def _ensure_guest_image(self) -> list[str]:
         """Build (or find cached) the guest image for the lab's client key; link it; write the guests' known_hosts."""
-        from vdpalab.emulated.guest_image import build_guest_image, known_hosts_name, pin_host_keys
+        from vdpalab.emulated.guest_image import build_guest_image
 
         changed: list[str] = []
         pubkey = " ".join((self.layout.client_key.parent / f"{self.layout.client_key.name}.pub").read_text().split())

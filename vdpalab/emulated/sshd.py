@@ -50,6 +50,21 @@ PRIVSEP_DIR = "/run/sshd"
 # ---- sshd -----------------------------------------------------------------------------
 
 
+def known_hosts_name(address: str, port: int) -> str:
+    """The host field of a known_hosts line, as OpenSSH writes it."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def pin_host_keys(old: str, pins: dict[str, str]) -> str:
+    """``old`` known_hosts text with each host of ``pins`` (host field -> "type base64") pinned to that key alone.
+
+    Lines of other hosts stay; an earlier image's key for a pinned host goes, because a client takes the first
+    line that names the host and would reject the new image's key for it.
+    """
+    kept = [ln for ln in old.splitlines() if not ln.split() or ln.split()[0] not in pins]
+    return "\n".join([*kept, *(f"{host} {key}" for host, key in pins.items())]) + "\n"
+
+
 def _keygen(path: Path, comment: str) -> None:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
@@ -286,8 +301,7 @@ def _start(
             owns_workdir=owns,
             proc=proc,
         )
-        hostname = address if chosen == 22 else f"[{address}]:{chosen}"
-        server.known_hosts.write_text(f"{hostname} {host_public_key}\n")
+        server.known_hosts.write_text(pin_host_keys("", {known_hosts_name(address, chosen): host_public_key}))
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

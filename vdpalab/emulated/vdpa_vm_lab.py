@@ -35,6 +35,7 @@ from vdpalab.config import Lab, LibvirtGuest, VdpaNetnsGuest, VmGuest
 from vdpalab.emulated.daemons import kill_and_wait, netns_inode, pids_in_netns
 from vdpalab.emulated.guest_image import generate_ssh_keypair
 from vdpalab.emulated.netns_lab import ipr_in, restore_run_netns, run_netns_state
+from vdpalab.emulated.sshd import known_hosts_name, pin_host_keys
 from vdpalab.emulated.vm_image import DEFAULT_CACHE, ERROR_MARKER, READY_MARKER, VmImage, authkey_arg, build_vm_image
 from vdpalab.errors import LabStateError
 from vdpalab.hosts.netns import connect_tcp
@@ -300,7 +301,7 @@ class VdpaVmLab:
         guests = self.vm_guests()
         if not guests:
             return []
-        from vdpalab.emulated.guest_image import build_guest_image, known_hosts_name, pin_host_keys
+        from vdpalab.emulated.guest_image import build_guest_image
         from vdpalab.hosts.factory import open_host
 
         changed: list[str] = []
@@ -381,8 +382,7 @@ tail -n 20 /var/log/libvirt/libvirtd.log /var/log/libvirt/libvirtd.out; exit 1
         return [f"created namespace {self.netns}"]
 
     def _write_known_hosts(self, image: VmImage) -> None:
-        lines = [f"[127.0.0.1]:{outer} {image.host_key}" for outer, _ in self.forwards()]
-        text = "\n".join(lines) + "\n"
+        text = pin_host_keys("", {known_hosts_name("127.0.0.1", outer): image.host_key for outer, _ in self.forwards()})
         for guest in self.lab.guest:
             path = self.lab.resolve(guest.ssh.known_hosts)
             if not isinstance(guest, VdpaNetnsGuest):
