@@ -34,7 +34,7 @@ seed-tests: setup
 # the seed's QEMU and libvirt guests on vhost_vdpa, nested in the vDPA lab VM, CI-sized (6-13 min here): bring-up and
 # vDPA evidence, ping and iperf3 (TCP and UDP, forward) between the two guests; seed-tests adds the reverse
 # directions, the counter checks and the existing-domain self-test. The last step of `make test`: the longest, and
-# the one whose time varies most (the nested boot alone from 3.6 to 5.6 min)
+# the one whose time varies most (the nested boot alone from 3.0 to 5.6 min)
 SEED_RUN := -m "bringup or datapath" --lab labs/emulated-vdpa-seed-libvirt.toml tests_bringup \
 	tests_datapath/test_ping.py tests_datapath/test_vdpa_evidence.py tests_datapath/test_iperf3.py -k "not reverse"
 
